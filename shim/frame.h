@@ -1,0 +1,177 @@
+/* frame.h — the one definition of the shim <-> exporter wire format.
+ *
+ * Transport: a Unix SOCK_SEQPACKET connection per traced process. SEQPACKET keeps
+ * message boundaries (one send = one frame, delivered whole or not at all), so a
+ * non-blocking sender never leaves half a frame behind and the exporter never has
+ * to resynchronise a byte stream. Both ends live on the same host, so integers are
+ * in host byte order; the magic doubles as an endianness/garbage check.
+ *
+ * Frame  = header (16 bytes) + payload (header.length bytes), at most TS_FRAME_MAX.
+ * Header = u32 magic "TSH1" | u16 version | u16 type | u32 length | u32 dropped
+ *          (dropped: spans the sender had to drop since its previous frame).
+ *
+ * HELLO payload (first frame on every connection; again after reconnect):
+ *   u32 pid | u32 ppid | u64 start_unix_ns | u8 n_attrs | attrs...   (the resource)
+ * SPANS payload:
+ *   u16 count | count x span record
+ * Span record:
+ *   u16 record_len (whole record, this field included)
+ *   u8[16] trace_id | u8[8] span_id | u8[8] parent_span_id (zeros: root)
+ *   u64 start_unix_ns | u64 end_unix_ns
+ *   u8 kind (OTLP enum 1..5) | u8 status (0 unset, 1 ok, 2 error) | u8 flags (TS_SPAN_F_*)
+ *   u8 n_attrs | u8 n_links
+ *   str16 name | str16 status_message | str16 trace_state
+ *   attrs:  n_attrs x { u8 key_len, key bytes, u8 type (TS_ATTR_*), value }
+ *           value: STR str16 | INT i64 | BOOL u8 | DOUBLE f64
+ *   links:  n_links x { u8[16] trace_id, u8[8] span_id, u8 flags, u8 n_attrs, attrs... }
+ *   where str16 = u16 length + bytes (no terminator).
+ * STATUS_REQ payload: empty. STATUS payload: text "key=value\n" lines.
+ *
+ * Every decoder function validates bounds and returns false on any violation;
+ * the exporter counts and drops such frames (docs/ARCHITECTURE.md).
+ */
+#ifndef TRACESHIM_FRAME_H
+#define TRACESHIM_FRAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TS_FRAME_MAGIC 0x31485354u /* "TSH1" read as little-endian u32 */
+#define TS_FRAME_VERSION 1
+#define TS_FRAME_HEADER_SIZE 16
+#define TS_FRAME_MAX 32768 /* whole frame; fits any SEQPACKET socket buffer */
+#define TS_SPAN_RECORD_MAX 8192
+#define TS_STR_MAX 2048 /* longest string value kept; longer ones are cut */
+#define TS_KEY_MAX 128
+#define TS_MAX_ATTRS 48
+#define TS_MAX_LINKS 4
+
+enum ts_frame_type {
+	TS_FRAME_HELLO = 1,
+	TS_FRAME_SPANS = 2,
+	TS_FRAME_STATUS_REQ = 3,
+	TS_FRAME_STATUS = 4,
+};
+
+enum ts_span_kind {
+	TS_KIND_INTERNAL = 1,
+	TS_KIND_SERVER = 2,
+	TS_KIND_CLIENT = 3,
+	TS_KIND_PRODUCER = 4,
+	TS_KIND_CONSUMER = 5,
+};
+
+enum ts_status { TS_STATUS_UNSET = 0, TS_STATUS_OK = 1, TS_STATUS_ERROR = 2 };
+
+enum ts_span_flags {
+	TS_SPAN_F_SAMPLED = 1u << 0,       /* W3C sampled flag of the span's context */
+	TS_SPAN_F_PARENT_REMOTE = 1u << 1, /* parent came from another process */
+};
+
+enum ts_attr_type { TS_ATTR_STR = 1, TS_ATTR_INT = 2, TS_ATTR_BOOL = 3, TS_ATTR_DOUBLE = 4 };
+
+struct ts_frame_header {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint32_t length;
+	uint32_t dropped;
+};
+
+/* A string that points into someone else's memory (a frame, a span's arena). */
+struct ts_str {
+	const char *ptr;
+	uint16_t len;
+};
+
+struct ts_attr {
+	struct ts_str key;
+	uint8_t type;
+	union {
+		struct ts_str s;
+		int64_t i;
+		bool b;
+		double d;
+	} v;
+};
+
+/* ---- writing ---------------------------------------------------------- */
+
+/* A bounded output buffer. Writes past cap set `overflow` and are ignored, so
+ * a caller checks once at the end instead of after every field. */
+struct ts_wbuf {
+	uint8_t *p;
+	size_t len, cap;
+	bool overflow;
+};
+
+void ts_wbuf_init(struct ts_wbuf *w, void *mem, size_t cap);
+void ts_put_u8(struct ts_wbuf *w, uint8_t v);
+void ts_put_u16(struct ts_wbuf *w, uint16_t v);
+void ts_put_u32(struct ts_wbuf *w, uint32_t v);
+void ts_put_u64(struct ts_wbuf *w, uint64_t v);
+void ts_put_bytes(struct ts_wbuf *w, const void *p, size_t n);
+void ts_put_str16(struct ts_wbuf *w, const char *p, size_t n); /* cuts at TS_STR_MAX */
+void ts_put_attr(struct ts_wbuf *w, const struct ts_attr *a);
+
+/* Header with length 0; ts_frame_finish() patches the length in. */
+void ts_frame_begin(struct ts_wbuf *w, enum ts_frame_type type, uint32_t dropped);
+bool ts_frame_finish(struct ts_wbuf *w); /* false if the frame overflowed */
+
+/* ---- reading ---------------------------------------------------------- */
+
+struct ts_rbuf {
+	const uint8_t *p;
+	size_t len, off;
+	bool bad;
+};
+
+void ts_rbuf_init(struct ts_rbuf *r, const void *mem, size_t len);
+uint8_t ts_get_u8(struct ts_rbuf *r);
+uint16_t ts_get_u16(struct ts_rbuf *r);
+uint32_t ts_get_u32(struct ts_rbuf *r);
+uint64_t ts_get_u64(struct ts_rbuf *r);
+const uint8_t *ts_get_bytes(struct ts_rbuf *r, size_t n);
+struct ts_str ts_get_str16(struct ts_rbuf *r);
+bool ts_get_attr(struct ts_rbuf *r, struct ts_attr *a);
+
+/* Validates the header of a received message of `len` bytes: magic, version,
+ * known type, length == len - header. */
+bool ts_frame_parse_header(const void *msg, size_t len, struct ts_frame_header *h);
+
+/* A decoded span record: every pointer points into the frame. */
+struct ts_span_view {
+	const uint8_t *trace_id, *span_id, *parent_span_id;
+	uint64_t start_ns, end_ns;
+	uint8_t kind, status, flags, n_attrs, n_links;
+	struct ts_str name, status_message, trace_state;
+	struct ts_attr attrs[TS_MAX_ATTRS];
+	struct {
+		const uint8_t *trace_id, *span_id;
+		uint8_t flags, n_attrs;
+		struct ts_attr attrs[8];
+	} links[TS_MAX_LINKS];
+	const uint8_t *record; /* the raw record, for copying it whole */
+	uint16_t record_len;
+};
+
+/* Decodes one span record at r's offset and advances past it. Checks every
+ * length, enum and count; false (and r->bad) on anything malformed. */
+bool ts_span_decode(struct ts_rbuf *r, struct ts_span_view *out);
+
+struct ts_hello_view {
+	uint32_t pid, ppid;
+	uint64_t start_ns;
+	uint8_t n_attrs;
+	struct ts_attr attrs[TS_MAX_ATTRS];
+};
+bool ts_hello_decode(const void *payload, size_t len, struct ts_hello_view *out);
+
+/* Encoding is the exact inverse of decoding: the same view struct describes a
+ * span on both sides (record/record_len are ignored when encoding). */
+void ts_span_encode(struct ts_wbuf *w, const struct ts_span_view *s);
+void ts_hello_encode(struct ts_wbuf *w, uint32_t pid, uint32_t ppid, uint64_t start_ns,
+		     const struct ts_attr *attrs, uint8_t n_attrs);
+
+#endif
