@@ -57,6 +57,12 @@ void ts_put_attr(struct ts_wbuf *w, const struct ts_attr *a)
 	case TS_ATTR_STR:
 		ts_put_str16(w, a->v.s.ptr, a->v.s.len);
 		break;
+	case TS_ATTR_STRARRAY: /* never cut: a cut blob would not parse */
+		if (a->v.s.len > TS_STR_MAX)
+			w->overflow = true;
+		ts_put_u16(w, a->v.s.len);
+		ts_put_bytes(w, a->v.s.ptr, a->v.s.len);
+		break;
 	case TS_ATTR_INT:
 		ts_put_u64(w, (uint64_t)a->v.i);
 		break;
@@ -211,6 +217,17 @@ bool ts_get_attr(struct ts_rbuf *r, struct ts_attr *a)
 	case TS_ATTR_STR:
 		a->v.s = ts_get_str16(r);
 		break;
+	case TS_ATTR_STRARRAY: {
+		a->v.s = ts_get_str16(r);
+		struct ts_rbuf blob;
+		struct ts_str item;
+		ts_rbuf_init(&blob, a->v.s.ptr, a->v.s.len);
+		while (ts_strarray_next(&blob, &item))
+			;
+		if (blob.bad)
+			r->bad = true;
+		break;
+	}
 	case TS_ATTR_INT:
 		a->v.i = (int64_t)ts_get_u64(r);
 		break;
@@ -231,6 +248,14 @@ bool ts_get_attr(struct ts_rbuf *r, struct ts_attr *a)
 		r->bad = true;
 	}
 	return !r->bad;
+}
+
+bool ts_strarray_next(struct ts_rbuf *blob, struct ts_str *item)
+{
+	if (blob->bad || blob->off >= blob->len)
+		return false;
+	*item = ts_get_str16(blob);
+	return !blob->bad;
 }
 
 bool ts_frame_parse_header(const void *msg, size_t len, struct ts_frame_header *h)

@@ -22,7 +22,7 @@
  *   u8 n_attrs | u8 n_links
  *   str16 name | str16 status_message | str16 trace_state
  *   attrs:  n_attrs x { u8 key_len, key bytes, u8 type (TS_ATTR_*), value }
- *           value: STR str16 | INT i64 | BOOL u8 | DOUBLE f64
+ *           value: STR str16 | INT i64 | BOOL u8 | DOUBLE f64 | STRARRAY str16 of str16s
  *   links:  n_links x { u8[16] trace_id, u8[8] span_id, u8 flags, u8 n_attrs, attrs... }
  *   where str16 = u16 length + bytes (no terminator).
  * STATUS_REQ payload: empty. STATUS payload: text "key=value\n" lines.
@@ -69,7 +69,9 @@ enum ts_span_flags {
 	TS_SPAN_F_PARENT_REMOTE = 1u << 1, /* parent came from another process */
 };
 
-enum ts_attr_type { TS_ATTR_STR = 1, TS_ATTR_INT = 2, TS_ATTR_BOOL = 3, TS_ATTR_DOUBLE = 4 };
+/* STRARRAY: value is a str16 blob holding a sequence of str16 items
+ * (v.s points at the blob); iterate it with ts_strarray_next(). */
+enum ts_attr_type { TS_ATTR_STR = 1, TS_ATTR_INT = 2, TS_ATTR_BOOL = 3, TS_ATTR_DOUBLE = 4, TS_ATTR_STRARRAY = 5 };
 
 struct ts_frame_header {
 	uint32_t magic;
@@ -135,6 +137,8 @@ uint64_t ts_get_u64(struct ts_rbuf *r);
 const uint8_t *ts_get_bytes(struct ts_rbuf *r, size_t n);
 struct ts_str ts_get_str16(struct ts_rbuf *r);
 bool ts_get_attr(struct ts_rbuf *r, struct ts_attr *a);
+/* Next item of a TS_ATTR_STRARRAY blob; false at the end (or on a bad blob). */
+bool ts_strarray_next(struct ts_rbuf *blob, struct ts_str *item);
 
 /* Validates the header of a received message of `len` bytes: magic, version,
  * known type, length == len - header. */

@@ -1,0 +1,192 @@
+/* socket.c — connect, its completion, accept, close and dup2/dup3: the hooks
+ * that create and release per-fd state (shim/fdtable.h). */
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fdtable.h"
+#include "shim.h"
+
+TS_REAL(connect, int, (int, const struct sockaddr *, socklen_t))
+TS_REAL(getsockopt, int, (int, int, int, void *, socklen_t *))
+TS_REAL(accept, int, (int, struct sockaddr *, socklen_t *))
+TS_REAL(accept4, int, (int, struct sockaddr *, socklen_t *, int))
+TS_REAL(close, int, (int))
+TS_REAL(dup2, int, (int, int))
+TS_REAL(dup3, int, (int, int, int))
+
+static uint8_t socket_transport(int fd)
+{
+	int type = 0;
+	socklen_t len = sizeof type;
+	if (real_getsockopt()(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)
+		return 0;
+	return type == SOCK_STREAM ? IPPROTO_TCP : type == SOCK_DGRAM ? IPPROTO_UDP : 0;
+}
+
+/* A connect on a socket that is already connecting: its outcome tells us
+ * how the first one ended. */
+static void connect_again(int fd, struct ts_fd *e, int rc, int err)
+{
+	if (rc == 0 || err == EISCONN)
+		ts_fd_connect_done(fd, e, 0);
+	else if (err != EALREADY && err != EINPROGRESS)
+		ts_fd_connect_done(fd, e, err);
+}
+
+static int traced_connect(int fd, const struct sockaddr *addr, socklen_t len, const struct ts_peer *peer)
+{
+	struct ts_fd *e = ts_fd_get(fd);
+	if (e && atomic_load(&e->kind) == TS_FD_CONNECTING) {
+		int rc = real_connect()(fd, addr, len);
+		int err = errno;
+		connect_again(fd, e, rc, err);
+		errno = err;
+		return rc;
+	}
+	if (e)
+		ts_fd_release(fd, e); /* UDP re-connect, or state we missed a close for */
+	e = ts_fd_slot(fd);
+	uint8_t transport = e ? socket_transport(fd) : 0;
+	if (!transport)
+		return real_connect()(fd, addr, len);
+
+	e->generation = atomic_load(&ts_generation);
+	atomic_store(&e->bytes_sent, 0);
+	atomic_store(&e->bytes_received, 0);
+	e->peer = *peer;
+	e->peer.transport = transport;
+	e->parent = *ts_ctx_current();
+	ts_new_span_id(e->conn_span_id);
+	ts_new_span_id(e->connect_span_id);
+	if (!ts_dns_lookup(peer, e->server_address, sizeof e->server_address))
+		e->server_address[0] = 0;
+	atomic_store(&e->http, NULL);
+	e->connect_start_ns = ts_now_ns();
+	atomic_store_explicit(&e->kind, TS_FD_CONNECTING, memory_order_release);
+
+	int rc = real_connect()(fd, addr, len);
+	int err = errno;
+	if (rc == 0)
+		ts_fd_connect_done(fd, e, 0);
+	else if (err != EINPROGRESS && err != EAGAIN && err != EINTR)
+		ts_fd_connect_done(fd, e, err);
+	errno = err;
+	return rc;
+}
+
+TS_EXPORT int connect(int fd, __CONST_SOCKADDR_ARG a, socklen_t len)
+{
+	const struct sockaddr *addr = a.__sockaddr__;
+	struct ts_peer peer;
+	if (!ts_tracing() || !ts_peer_from_sockaddr(&peer, addr, len))
+		return real_connect()(fd, addr, len);
+	return traced_connect(fd, addr, len, &peer);
+}
+
+/* Event loops learn a non-blocking connect's outcome from SO_ERROR; so do we. */
+TS_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	int rc = real_getsockopt()(fd, level, name, val, len);
+	if (level != SOL_SOCKET || name != SO_ERROR || rc != 0 || !val)
+		return rc;
+	struct ts_fd *e = ts_fd_get(fd);
+	if (e && atomic_load(&e->kind) == TS_FD_CONNECTING && ts_tracing()) {
+		int err = *(int *)val;
+		if (err != EINPROGRESS && err != EALREADY) {
+			int saved = errno;
+			ts_fd_connect_done(fd, e, err);
+			errno = saved;
+		}
+	}
+	return rc;
+}
+
+static void track_accepted(int fd, const struct sockaddr *addr, const socklen_t *len)
+{
+	struct ts_fd *e = ts_fd_get(fd);
+	if (e)
+		ts_fd_release(fd, e);
+	e = ts_fd_slot(fd);
+	if (!e)
+		return;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	if (!addr || !len) {
+		if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+			return;
+		addr = (struct sockaddr *)&ss;
+		len = &sl;
+	}
+	struct ts_peer peer;
+	if (!ts_peer_from_sockaddr(&peer, addr, *len))
+		return; /* AF_UNIX and friends: not traced */
+	e->generation = atomic_load(&ts_generation);
+	atomic_store(&e->bytes_sent, 0);
+	atomic_store(&e->bytes_received, 0);
+	e->peer = peer;
+	e->peer.transport = IPPROTO_TCP;
+	e->parent = *ts_ctx_current();
+	e->server_address[0] = 0;
+	atomic_store(&e->http, NULL);
+	e->connect_start_ns = ts_now_ns();
+	atomic_store_explicit(&e->kind, TS_FD_ACCEPTED, memory_order_release);
+}
+
+TS_EXPORT int accept(int fd, __SOCKADDR_ARG a, socklen_t *len)
+{
+	struct sockaddr *addr = a.__sockaddr__;
+	int rc = real_accept()(fd, addr, len);
+	if (rc >= 0 && ts_tracing()) {
+		int saved = errno;
+		track_accepted(rc, addr, len);
+		errno = saved;
+	}
+	return rc;
+}
+
+TS_EXPORT int accept4(int fd, __SOCKADDR_ARG a, socklen_t *len, int flags)
+{
+	struct sockaddr *addr = a.__sockaddr__;
+	int rc = real_accept4()(fd, addr, len, flags);
+	if (rc >= 0 && ts_tracing()) {
+		int saved = errno;
+		track_accepted(rc, addr, len);
+		errno = saved;
+	}
+	return rc;
+}
+
+/* Before the fd number is given back to the kernel: once closed, another
+ * thread may get the same number and its own entry. */
+static void before_fd_gone(int fd)
+{
+	if (TS_UNLIKELY(ts_transport_owns_fd(fd)) && !ts_in_shim)
+		ts_transport_fd_closed_by_app(fd);
+	struct ts_fd *e = ts_fd_get(fd);
+	if (TS_UNLIKELY(e != NULL) && ts_tracing()) {
+		int saved = errno;
+		ts_fd_release(fd, e);
+		errno = saved;
+	}
+}
+
+TS_EXPORT int close(int fd)
+{
+	before_fd_gone(fd);
+	return real_close()(fd);
+}
+
+TS_EXPORT int dup2(int oldfd, int newfd)
+{
+	if (oldfd != newfd)
+		before_fd_gone(newfd);
+	return real_dup2()(oldfd, newfd);
+}
+
+TS_EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+	if (oldfd != newfd)
+		before_fd_gone(newfd);
+	return real_dup3()(oldfd, newfd, flags);
+}

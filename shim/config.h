@@ -1,0 +1,65 @@
+/* config.h — every environment variable the shim reads, in one table.
+ * docs/CONFIGURATION.md documents the same table for users (and the
+ * exporter's own variables). An empty value counts as unset, as in the
+ * OpenTelemetry SDK specification. */
+#ifndef TRACESHIM_CONFIG_H
+#define TRACESHIM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "paths.h" /* ts_getenv_fn */
+
+/*        variable                      default                    meaning */
+#define TS_ENV_TABLE(X)                                                                               \
+	X(OTEL_SDK_DISABLED, "false", "true: the shim does nothing at all")                           \
+	X(OTEL_SERVICE_NAME, "", "service.name; default unknown_service:<executable>")               \
+	X(OTEL_RESOURCE_ATTRIBUTES, "", "k=v,... extra resource attributes (percent-encoded)")       \
+	X(OTEL_TRACES_SAMPLER, "parentbased_always_on", "head sampler")                              \
+	X(OTEL_TRACES_SAMPLER_ARG, "1.0", "ratio for *traceidratio")                                 \
+	X(OTEL_PROPAGATORS, "tracecontext,baggage", "which headers to read and write")               \
+	X(TRACESHIM_SOCKET, "$XDG_RUNTIME_DIR/traceshim/exporter.sock", "exporter socket")           \
+	X(TRACESHIM_LOG, "off", "shim log level: off|error|warn|info|debug (stderr)")               \
+	X(TRACESHIM_FLUSH_MS, "100", "longest a finished span waits in the process before sending") \
+	X(TRACESHIM_EXIT_FLUSH_MS, "200", "longest the exit path waits for a busy exporter")         \
+	X(TRACEPARENT, "", "W3C traceparent of the parent process (env carrier)")                   \
+	X(TRACESTATE, "", "W3C tracestate of the parent process (env carrier)")                     \
+	X(BAGGAGE, "", "W3C baggage carried into the process (env carrier)")
+
+enum ts_sampler {
+	TS_SAMPLER_ALWAYS_ON,
+	TS_SAMPLER_ALWAYS_OFF,
+	TS_SAMPLER_RATIO,
+	TS_SAMPLER_PB_ALWAYS_ON,
+	TS_SAMPLER_PB_ALWAYS_OFF,
+	TS_SAMPLER_PB_RATIO,
+};
+
+enum ts_log_level { TS_LOG_OFF, TS_LOG_ERROR, TS_LOG_WARN, TS_LOG_INFO, TS_LOG_DEBUG };
+
+struct ts_config {
+	bool disabled;
+	enum ts_sampler sampler;
+	double ratio;
+	bool propagate_tracecontext, propagate_baggage;
+	enum ts_log_level log_level;
+	uint32_t flush_ms, exit_flush_ms;
+	char service_name[256];
+	char resource_attrs[2048]; /* raw OTEL_RESOURCE_ATTRIBUTES, parsed by ts_kv_next */
+	char socket_path[108];     /* sizeof(sun_path) */
+};
+
+/* Pure parsing, unit-tested without preloading. */
+void ts_config_load(struct ts_config *c, ts_getenv_fn getenv_fn);
+bool ts_parse_bool(const char *s, bool dflt);
+uint32_t ts_parse_ms(const char *s, uint32_t dflt, uint32_t max);
+enum ts_log_level ts_parse_log_level(const char *s);
+/* OTEL_TRACES_SAMPLER (+ _ARG); unknown names fall back to the default, as the spec says. */
+enum ts_sampler ts_parse_sampler(const char *name, const char *arg, double *ratio);
+
+/* Iterates "k=v,k2=v2" (OTEL_RESOURCE_ATTRIBUTES): percent-decodes and trims key and value into
+ * the caller's buffers; skips malformed members. Returns false when done. */
+bool ts_kv_next(const char **cursor, char *key, size_t kcap, char *val, size_t vcap);
+
+#endif

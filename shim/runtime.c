@@ -1,0 +1,199 @@
+/* runtime.c — init, reentrancy guard, real-symbol resolution, logging,
+ * per-thread ids and context. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "ids.h"
+#include "shim.h"
+
+__thread int ts_in_shim TS_TLS;
+_Atomic int ts_init_state;
+bool ts_enabled;
+struct ts_config ts_cfg;
+_Atomic uint32_t ts_generation;
+int ts_pid;
+
+/* ---- real symbols ------------------------------------------------------ */
+
+void *ts_resolve(const char *name, _Atomic(void *) *slot)
+{
+	int saved = errno;
+	ts_in_shim++; /* dlsym may allocate, and allocation may call hooks */
+	void *p = dlsym(RTLD_NEXT, name);
+	ts_in_shim--;
+	if (!p) {
+		/* Never returns NULL to a hook: libc always has these symbols, and
+		 * a missing one is a broken install we say out loud. */
+		static const char msg[] = "traceshim: cannot resolve a libc symbol; tracing is unsafe\n";
+		(void)!write(2, msg, sizeof msg - 1);
+		p = dlsym(RTLD_DEFAULT, name);
+	}
+	atomic_store_explicit(slot, p, memory_order_relaxed);
+	errno = saved;
+	return p;
+}
+
+/* ---- logging ----------------------------------------------------------- */
+
+void ts_log_at(enum ts_log_level lvl, const char *file, int line, const char *fmt, ...)
+{
+	static const char *names[] = {"", "error", "warn", "info", "debug"};
+	int saved = errno;
+	char buf[512];
+	int n = snprintf(buf, sizeof buf, "traceshim[%d] %s [%s:%d] ", (int)getpid(), names[lvl], file, line);
+	if (n < 0 || (size_t)n >= sizeof buf)
+		n = 0;
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (m > 0)
+		n += ((size_t)m < sizeof buf - (size_t)n - 1) ? m : (int)(sizeof buf - (size_t)n - 2);
+	buf[n++] = '\n';
+	ts_in_shim++;
+	(void)!write(2, buf, (size_t)n);
+	ts_in_shim--;
+	errno = saved;
+}
+
+/* ---- ids ----------------------------------------------------------------- */
+
+static uint64_t process_seed;
+static _Atomic uint64_t rng_streams;
+static __thread struct ts_rng tls_rng TS_TLS;
+static __thread uint32_t tls_rng_gen TS_TLS; /* generation+1 the state was seeded in */
+static __thread uint32_t tls_tid TS_TLS;
+
+static void seed_process(void)
+{
+	uint64_t s = 0;
+	if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s) {
+		struct timespec t;
+		clock_gettime(CLOCK_MONOTONIC, &t); /* early boot: weaker but unique enough */
+		s = (uint64_t)t.tv_nsec ^ ((uint64_t)t.tv_sec << 32) ^ ((uint64_t)getpid() << 16);
+	}
+	process_seed = s;
+}
+
+static struct ts_rng *rng(void)
+{
+	uint32_t gen = atomic_load_explicit(&ts_generation, memory_order_relaxed) + 1;
+	if (TS_UNLIKELY(tls_rng_gen != gen)) {
+		ts_rng_seed(&tls_rng, process_seed, atomic_fetch_add(&rng_streams, 1) + 1);
+		tls_rng_gen = gen;
+	}
+	return &tls_rng;
+}
+
+void ts_new_trace_id(uint8_t out[16]) { ts_rng_trace_id(rng(), out); }
+void ts_new_span_id(uint8_t out[8]) { ts_rng_span_id(rng(), out); }
+
+uint32_t ts_thread_id(void)
+{
+	if (TS_UNLIKELY(!tls_tid)) /* reset in a forked child */
+		tls_tid = (uint32_t)syscall(SYS_gettid);
+	return tls_tid;
+}
+
+/* ---- context ---------------------------------------------------------------- */
+
+struct ts_ctx ts_process_ctx;
+static __thread struct ts_ctx tls_ctx TS_TLS;
+
+const struct ts_ctx *ts_ctx_current(void)
+{
+	return tls_ctx.valid ? &tls_ctx : &ts_process_ctx;
+}
+
+void ts_ctx_set(const struct ts_ctx *c)
+{
+	if (c)
+		tls_ctx = *c;
+	else
+		tls_ctx.valid = false;
+}
+
+/* traceidratio: the decision is a function of the trace id alone, so every
+ * process of a trace (and every SDK that follows the same rule on the low
+ * 8 bytes, as OpenTelemetry's TraceIdRatioBased does) agrees. */
+bool ts_sample_root(const uint8_t trace_id[16])
+{
+	switch (ts_cfg.sampler) {
+	case TS_SAMPLER_ALWAYS_OFF:
+	case TS_SAMPLER_PB_ALWAYS_OFF:
+		return false;
+	case TS_SAMPLER_RATIO:
+	case TS_SAMPLER_PB_RATIO: {
+		uint64_t x = 0;
+		for (int i = 8; i < 16; i++)
+			x = (x << 8) | trace_id[i];
+		x >>= 1; /* 63-bit value compared with ratio * 2^63 */
+		return (double)x < ts_cfg.ratio * 9223372036854775808.0;
+	}
+	default:
+		return true;
+	}
+}
+
+/* ---- init ---------------------------------------------------------------- */
+
+static void atfork_prepare(void)
+{
+	ts_in_shim++;
+	ts_transport_atfork_prepare();
+}
+
+static void atfork_parent(void)
+{
+	ts_transport_atfork_parent();
+	ts_in_shim--;
+}
+
+static void atfork_child(void)
+{
+	/* The forking thread's TLS survives into the child: the span current at
+	 * fork() parents the child's process span. */
+	struct ts_ctx at_fork = *ts_ctx_current();
+	atomic_fetch_add(&ts_generation, 1);
+	ts_pid = getpid();
+	tls_tid = 0;
+	seed_process();
+	ts_transport_atfork_child();
+	ts_in_shim--;
+	ts_process_atfork_child(&at_fork);
+}
+
+void ts_init_slow(void)
+{
+	int expected = TS_INIT_NONE;
+	if (!atomic_compare_exchange_strong(&ts_init_state, &expected, TS_INIT_RUNNING))
+		return; /* someone (maybe this very thread, recursing) is at it: pass through */
+	int saved = errno;
+	ts_in_shim++;
+	ts_config_load(&ts_cfg, NULL);
+	ts_enabled = !ts_cfg.disabled;
+	if (ts_enabled) {
+		ts_pid = getpid();
+		seed_process();
+		ts_transport_init();
+		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+		ts_process_start(NULL);
+	}
+	ts_in_shim--;
+	atomic_store_explicit(&ts_init_state, TS_INIT_DONE, memory_order_release);
+	errno = saved;
+	ts_debug("init done: enabled=%d socket=%s", ts_enabled, ts_cfg.socket_path);
+}
+
+__attribute__((constructor)) static void ts_constructor(void)
+{
+	if (atomic_load(&ts_init_state) == TS_INIT_NONE)
+		ts_init_slow();
+}

@@ -1,0 +1,187 @@
+/* shim.h — what hooks/ may call. Everything here is safe to call from any
+ * hooked function on any thread; see docs/ARCHITECTURE.md for the threading
+ * model (per-thread: guard, context, rng; per-fd: fd table entries; shared:
+ * the outgoing frame ring, guarded by one mutex only spans ever take). */
+#ifndef TRACESHIM_SHIM_H
+#define TRACESHIM_SHIM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "frame.h"
+
+#define TS_TLS __attribute__((tls_model("initial-exec")))
+/* Marks an interposed libc function (also listed in hooks/traceshim.map). */
+#define TS_EXPORT __attribute__((visibility("default")))
+#define TS_LIKELY(x) __builtin_expect(!!(x), 1)
+#define TS_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- init and reentrancy --------------------------------------------- */
+
+/* Non-zero while this thread runs shim code (or a call the shim makes on its
+ * own behalf): hooks then pass straight through. */
+extern __thread int ts_in_shim TS_TLS;
+
+enum { TS_INIT_NONE, TS_INIT_RUNNING, TS_INIT_DONE };
+extern _Atomic int ts_init_state;
+extern bool ts_enabled; /* written once, before ts_init_state becomes DONE */
+extern struct ts_config ts_cfg;
+
+void ts_init_slow(void);
+
+/* The question every hook asks first. Init is lazy as well as from the
+ * constructor: another library's constructor may call a hook before ours. */
+static inline bool ts_tracing(void)
+{
+	if (ts_in_shim)
+		return false;
+	if (TS_UNLIKELY(atomic_load_explicit(&ts_init_state, memory_order_acquire) != TS_INIT_DONE)) {
+		ts_init_slow();
+		if (atomic_load_explicit(&ts_init_state, memory_order_acquire) != TS_INIT_DONE)
+			return false;
+	}
+	return ts_enabled;
+}
+
+/* ---- real functions -------------------------------------------------- */
+
+void *ts_resolve(const char *name, _Atomic(void *) *slot);
+
+/* TS_REAL(send, ssize_t, (int, const void *, size_t, int)) defines
+ * real_send(), returning libc's send. The pointer is resolved lazily with
+ * dlsym(RTLD_NEXT) and cached in an atomic slot; memcpy converts it to a
+ * function pointer without the cast ISO C forbids. */
+#define TS_REAL(name, ret, params)                                                    \
+	typedef ret(*name##_fn) params;                                                   \
+	static _Atomic(void *) real_##name##_slot;                                        \
+	static inline name##_fn real_##name(void)                                         \
+	{                                                                                 \
+		void *p = atomic_load_explicit(&real_##name##_slot, memory_order_relaxed);    \
+		if (TS_UNLIKELY(!p))                                                          \
+			p = ts_resolve(#name, &real_##name##_slot);                               \
+		name##_fn f;                                                                  \
+		memcpy(&f, &p, sizeof f);                                                     \
+		return f;                                                                     \
+	}
+
+/* ---- clocks ---------------------------------------------------------- */
+
+static inline uint64_t ts_now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t); /* vDSO: no syscall */
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* ---- logging (stderr via write(2), silent unless TRACESHIM_LOG) ------ */
+
+void ts_log_at(enum ts_log_level lvl, const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+#define ts_log(lvl, ...)                                                   \
+	do {                                                                   \
+		if (TS_UNLIKELY(ts_cfg.log_level >= (lvl)))                        \
+			ts_log_at((lvl), __FILE__, __LINE__, __VA_ARGS__);             \
+	} while (0)
+#define ts_debug(...) ts_log(TS_LOG_DEBUG, __VA_ARGS__)
+#define ts_warn(...) ts_log(TS_LOG_WARN, __VA_ARGS__)
+
+/* ---- ids and context ------------------------------------------------- */
+
+void ts_new_trace_id(uint8_t out[16]);
+void ts_new_span_id(uint8_t out[8]);
+uint32_t ts_thread_id(void); /* cached gettid() */
+
+struct ts_ctx {
+	uint8_t trace_id[16];
+	uint8_t span_id[8];
+	uint8_t flags;  /* W3C trace-flags: bit 0 sampled */
+	bool valid;
+	bool remote;    /* span_id belongs to another process */
+};
+
+/* The context new spans on this thread are children of: the thread's own if
+ * set, else the process span's. */
+const struct ts_ctx *ts_ctx_current(void);
+void ts_ctx_set(const struct ts_ctx *c); /* NULL: back to the process context */
+extern struct ts_ctx ts_process_ctx;
+
+/* Head sampling decision for a new root span with this trace id. */
+bool ts_sample_root(const uint8_t trace_id[16]);
+
+/* ---- spans ----------------------------------------------------------- */
+
+#define TS_SPAN_ATTR_BYTES 1400
+
+/* A span being recorded. Attributes are encoded straight into `attrs` in the
+ * frame format, so ending a span is one copy into the outgoing frame. */
+struct ts_span {
+	uint8_t trace_id[16], span_id[8], parent_span_id[8];
+	uint64_t start_ns, end_ns;
+	uint8_t kind, status, flags, n_attrs;
+	bool has_parent, recording;
+	uint8_t n_links;
+	uint8_t name_len;
+	char name[64];
+	char status_msg[128];
+	uint16_t attr_len;
+	uint8_t attrs[TS_SPAN_ATTR_BYTES];
+	uint8_t link_bytes[2 * (16 + 8 + 2)];
+	uint16_t link_len;
+};
+
+/* Starts a span as a child of `parent` (NULL: the current context). A parent
+ * that is not valid makes the span the root of a new trace. */
+void ts_span_start(struct ts_span *s, const char *name, uint8_t kind, const struct ts_ctx *parent);
+void ts_span_start_at(struct ts_span *s, const char *name, uint8_t kind, const struct ts_ctx *parent,
+		      uint64_t start_ns);
+void ts_span_attr_str(struct ts_span *s, const char *key, const char *val);
+void ts_span_attr_strn(struct ts_span *s, const char *key, const char *val, size_t len);
+void ts_span_attr_int(struct ts_span *s, const char *key, int64_t v);
+void ts_span_attr_bool(struct ts_span *s, const char *key, bool v);
+void ts_span_error(struct ts_span *s, const char *error_type, const char *message);
+/* Adds code.stacktrace of the application's call site (TRACESHIM_STACKTRACES). */
+void ts_span_stack(struct ts_span *s);
+void ts_span_link(struct ts_span *s, const uint8_t trace_id[16], const uint8_t span_id[8]);
+/* The span as a context (for children and for propagation). */
+void ts_span_ctx(const struct ts_span *s, struct ts_ctx *out);
+void ts_span_end(struct ts_span *s);
+void ts_span_end_at(struct ts_span *s, uint64_t end_ns);
+
+/* ---- transport ------------------------------------------------------- */
+
+void ts_transport_init(void);
+/* Set while a fatal-signal handler ends the process span: locks are only tried. */
+extern __thread int ts_signal_path TS_TLS;
+/* Queues one encoded span record; never blocks (drops and counts instead). */
+void ts_transport_submit(const uint8_t *record, size_t len);
+/* Sends everything queued, waiting at most budget_ms for a busy exporter. */
+void ts_transport_flush(uint32_t budget_ms);
+/* Same, for a signal handler: no lock it cannot try. */
+void ts_transport_flush_from_signal(void);
+bool ts_transport_owns_fd(int fd);
+void ts_transport_fd_closed_by_app(int fd);
+void ts_transport_atfork_prepare(void);
+void ts_transport_atfork_parent(void);
+void ts_transport_atfork_child(void);
+extern _Atomic uint64_t ts_dropped_spans;
+
+/* ---- process ---------------------------------------------------------- */
+
+void ts_process_start(const struct ts_ctx *parent);
+/* Ends the process span once (whichever exit path comes first) and flushes. */
+void ts_process_end(int exit_code, int signal);
+void ts_process_atfork_child(const struct ts_ctx *at_fork);
+void ts_resource_rebuild(void);
+/* The HELLO payload (resource) of this process, for the transport. */
+size_t ts_resource_hello(uint8_t *out, size_t cap);
+extern _Atomic uint32_t ts_generation; /* bumped in every forked child */
+/* pid as of init/fork: a different getpid() means a vfork/clone/_Fork child
+ * that must not touch shim state. */
+extern int ts_pid;
+
+#endif

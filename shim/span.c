@@ -1,0 +1,160 @@
+/* span.c — recording spans and handing their encoded records to the transport. */
+#include <errno.h>
+
+#include "shim.h"
+
+void ts_span_start_at(struct ts_span *s, const char *name, uint8_t kind, const struct ts_ctx *parent,
+		      uint64_t start_ns)
+{
+	if (!parent)
+		parent = ts_ctx_current();
+	s->kind = kind;
+	s->status = TS_STATUS_UNSET;
+	s->n_attrs = 0;
+	s->n_links = 0;
+	s->attr_len = 0;
+	s->link_len = 0;
+	s->status_msg[0] = 0;
+	s->start_ns = start_ns;
+	s->end_ns = 0;
+	size_t n = strlen(name);
+	if (n > sizeof s->name)
+		n = sizeof s->name;
+	memcpy(s->name, name, n);
+	s->name_len = (uint8_t)n;
+	ts_new_span_id(s->span_id);
+	if (parent->valid) {
+		memcpy(s->trace_id, parent->trace_id, 16);
+		memcpy(s->parent_span_id, parent->span_id, 8);
+		s->has_parent = true;
+		s->flags = (parent->flags & 1) ? TS_SPAN_F_SAMPLED : 0;
+		if (parent->remote)
+			s->flags |= TS_SPAN_F_PARENT_REMOTE;
+	} else {
+		ts_new_trace_id(s->trace_id);
+		memset(s->parent_span_id, 0, 8);
+		s->has_parent = false;
+		s->flags = ts_sample_root(s->trace_id) ? TS_SPAN_F_SAMPLED : 0;
+	}
+	s->recording = (s->flags & TS_SPAN_F_SAMPLED) != 0;
+}
+
+void ts_span_start(struct ts_span *s, const char *name, uint8_t kind, const struct ts_ctx *parent)
+{
+	ts_span_start_at(s, name, kind, parent, ts_now_ns());
+}
+
+static void put_attr(struct ts_span *s, const struct ts_attr *a)
+{
+	if (!s->recording || s->n_attrs >= TS_MAX_ATTRS)
+		return;
+	struct ts_wbuf w;
+	ts_wbuf_init(&w, s->attrs + s->attr_len, sizeof s->attrs - s->attr_len);
+	ts_put_attr(&w, a);
+	if (w.overflow)
+		return; /* attribute does not fit: the span keeps the ones it has */
+	s->attr_len = (uint16_t)(s->attr_len + w.len);
+	s->n_attrs++;
+}
+
+void ts_span_attr_strn(struct ts_span *s, const char *key, const char *val, size_t len)
+{
+	if (len > TS_STR_MAX)
+		len = TS_STR_MAX;
+	struct ts_attr a = {.key = {key, (uint16_t)strlen(key)}, .type = TS_ATTR_STR};
+	a.v.s.ptr = val;
+	a.v.s.len = (uint16_t)len;
+	put_attr(s, &a);
+}
+
+void ts_span_attr_str(struct ts_span *s, const char *key, const char *val)
+{
+	ts_span_attr_strn(s, key, val, val ? strlen(val) : 0);
+}
+
+void ts_span_attr_int(struct ts_span *s, const char *key, int64_t v)
+{
+	struct ts_attr a = {.key = {key, (uint16_t)strlen(key)}, .type = TS_ATTR_INT};
+	a.v.i = v;
+	put_attr(s, &a);
+}
+
+void ts_span_attr_bool(struct ts_span *s, const char *key, bool v)
+{
+	struct ts_attr a = {.key = {key, (uint16_t)strlen(key)}, .type = TS_ATTR_BOOL};
+	a.v.b = v;
+	put_attr(s, &a);
+}
+
+void ts_span_error(struct ts_span *s, const char *error_type, const char *message)
+{
+	s->status = TS_STATUS_ERROR;
+	if (error_type)
+		ts_span_attr_str(s, "error.type", error_type);
+	if (message) {
+		size_t n = strlen(message);
+		if (n >= sizeof s->status_msg)
+			n = sizeof s->status_msg - 1;
+		memcpy(s->status_msg, message, n);
+		s->status_msg[n] = 0;
+	}
+}
+
+void ts_span_link(struct ts_span *s, const uint8_t trace_id[16], const uint8_t span_id[8])
+{
+	if (s->n_links >= 2)
+		return;
+	uint8_t *p = s->link_bytes + s->link_len;
+	memcpy(p, trace_id, 16);
+	memcpy(p + 16, span_id, 8);
+	p[24] = 1; /* flags: sampled */
+	p[25] = 0; /* no link attributes */
+	s->link_len = (uint16_t)(s->link_len + 26);
+	s->n_links++;
+}
+
+void ts_span_ctx(const struct ts_span *s, struct ts_ctx *out)
+{
+	memcpy(out->trace_id, s->trace_id, 16);
+	memcpy(out->span_id, s->span_id, 8);
+	out->flags = (s->flags & TS_SPAN_F_SAMPLED) ? 1 : 0;
+	out->valid = true;
+	out->remote = false;
+}
+
+void ts_span_end_at(struct ts_span *s, uint64_t end_ns)
+{
+	if (!s->recording)
+		return; /* sampled out: it still propagated its context */
+	int saved = errno;
+	s->end_ns = end_ns < s->start_ns ? s->start_ns : end_ns;
+	ts_span_attr_int(s, "thread.id", ts_thread_id());
+	uint8_t rec[TS_SPAN_RECORD_MAX];
+	struct ts_wbuf w;
+	ts_wbuf_init(&w, rec, sizeof rec);
+	ts_put_u16(&w, 0);
+	ts_put_bytes(&w, s->trace_id, 16);
+	ts_put_bytes(&w, s->span_id, 8);
+	ts_put_bytes(&w, s->parent_span_id, 8);
+	ts_put_u64(&w, s->start_ns);
+	ts_put_u64(&w, s->end_ns);
+	ts_put_u8(&w, s->kind);
+	ts_put_u8(&w, s->status);
+	ts_put_u8(&w, s->flags);
+	ts_put_u8(&w, s->n_attrs);
+	ts_put_u8(&w, s->n_links);
+	ts_put_str16(&w, s->name, s->name_len);
+	ts_put_str16(&w, s->status_msg, strlen(s->status_msg));
+	ts_put_str16(&w, NULL, 0); /* trace_state */
+	ts_put_bytes(&w, s->attrs, s->attr_len);
+	ts_put_bytes(&w, s->link_bytes, s->link_len);
+	if (!w.overflow) {
+		uint16_t len = (uint16_t)w.len;
+		memcpy(rec, &len, 2);
+		ts_transport_submit(rec, w.len);
+	}
+	s->recording = false; /* ending twice is a no-op */
+	errno = saved;
+}
+
+void ts_span_end(struct ts_span *s) { ts_span_end_at(s, ts_now_ns()); }

@@ -1,0 +1,405 @@
+/* transport.c — batches span records into frames and ships them to the
+ * exporter without ever making the application wait.
+ *
+ * Locks (never nested except send_mu -> conn_mu):
+ *   ring_mu  the frame ring: held for a memcpy by span-ending threads.
+ *   send_mu  who is flushing (sender thread, or the exit path): held across
+ *            waits for a busy exporter, never by an application call.
+ *   conn_mu  the connection fd: held around one non-blocking send/connect, and
+ *            by the close() hook when the application closes our fd.
+ * Application threads only ever take ring_mu. A signal handler uses trylock. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+TS_REAL(pthread_create, int, (pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))
+TS_REAL(close, int, (int))
+TS_REAL(connect, int, (int, const struct sockaddr *, socklen_t))
+TS_REAL(send, ssize_t, (int, const void *, size_t, int))
+
+#define RING 8
+#define SLICE_MS 50
+#define SEND_PATIENCE_MS 1000 /* sender thread: how long one frame may wait for a busy exporter */
+#define RECONNECT_MS 500
+
+struct slot {
+	uint32_t len;
+	uint16_t count;
+	uint8_t buf[TS_FRAME_MAX];
+};
+
+static struct slot slots[RING];
+static unsigned head, tail; /* sealed: [head, tail); open: tail */
+static uint64_t open_since;  /* CLOCK_MONOTONIC ns of the open slot's first record */
+static pthread_mutex_t ring_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ring_cv;
+static pthread_mutex_t send_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t conn_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int conn_fd = -1;
+static uint64_t last_connect_try;
+static _Atomic int sender_started;
+static _Atomic uint32_t dropped_unreported;
+_Atomic uint64_t ts_dropped_spans;
+__thread int ts_signal_path TS_TLS;
+
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static void drop(unsigned spans)
+{
+	atomic_fetch_add(&ts_dropped_spans, spans);
+	atomic_fetch_add(&dropped_unreported, spans);
+}
+
+static void ring_init(void)
+{
+	pthread_condattr_t a;
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&ring_cv, &a);
+	pthread_condattr_destroy(&a);
+	head = tail = 0;
+	for (unsigned i = 0; i < RING; i++)
+		slots[i].count = 0;
+}
+
+void ts_transport_init(void) { ring_init(); }
+
+/* ---- the ring (caller holds ring_mu) ----------------------------------------------- */
+
+static struct slot *open_slot(void) { return &slots[tail % RING]; }
+
+static void slot_begin(struct slot *s)
+{
+	struct ts_wbuf w;
+	ts_wbuf_init(&w, s->buf, sizeof s->buf);
+	ts_frame_begin(&w, TS_FRAME_SPANS, 0);
+	ts_put_u16(&w, 0); /* span count, patched when sealed */
+	s->len = (uint32_t)w.len;
+	s->count = 0;
+}
+
+/* Closes the open slot so it can be sent; false if the ring has no room for
+ * a new open slot. */
+static bool seal_open(void)
+{
+	struct slot *s = open_slot();
+	if (!s->count)
+		return true;
+	if (tail + 1 - head >= RING)
+		return false;
+	uint32_t plen = s->len - TS_FRAME_HEADER_SIZE;
+	memcpy(s->buf + 8, &plen, 4);
+	memcpy(s->buf + TS_FRAME_HEADER_SIZE, &s->count, 2);
+	tail++;
+	open_slot()->count = 0;
+	return true;
+}
+
+static void start_sender(void);
+
+void ts_transport_submit(const uint8_t *rec, size_t len)
+{
+	bool wake = false;
+	ts_in_shim++;
+	if (TS_UNLIKELY(ts_signal_path)) {
+		if (pthread_mutex_trylock(&ring_mu) != 0) {
+			drop(1);
+			ts_in_shim--;
+			return;
+		}
+	} else {
+		pthread_mutex_lock(&ring_mu);
+	}
+	struct slot *s = open_slot();
+	if (s->count && s->len + len > TS_FRAME_MAX) {
+		if (!seal_open()) {
+			pthread_mutex_unlock(&ring_mu);
+			drop(1);
+			ts_in_shim--;
+			return;
+		}
+		wake = true;
+		s = open_slot();
+	}
+	if (!s->count) {
+		slot_begin(s);
+		open_since = mono_ns();
+		wake = true;
+	}
+	memcpy(s->buf + s->len, rec, len);
+	s->len += (uint32_t)len;
+	s->count++;
+	if (wake)
+		pthread_cond_signal(&ring_cv);
+	pthread_mutex_unlock(&ring_mu);
+	if (TS_UNLIKELY(!atomic_load_explicit(&sender_started, memory_order_relaxed)))
+		start_sender();
+	ts_in_shim--;
+}
+
+/* ---- the connection (caller holds conn_mu) ---------------------------------------- */
+
+static void conn_close(void)
+{
+	int fd = atomic_exchange(&conn_fd, -1);
+	if (fd >= 0)
+		real_close()(fd);
+}
+
+/* A high fd number keeps clear of applications that assume small fds or
+ * close ranges of low ones. */
+static int move_high(int fd)
+{
+	int hi = fcntl(fd, F_DUPFD_CLOEXEC, 800);
+	if (hi < 0)
+		return fd;
+	real_close()(fd);
+	return hi;
+}
+
+static bool conn_open(void)
+{
+	if (atomic_load(&conn_fd) >= 0)
+		return true;
+	uint64_t now = mono_ns();
+	if (last_connect_try && now - last_connect_try < RECONNECT_MS * 1000000ull)
+		return false;
+	last_connect_try = now;
+	if (!ts_cfg.socket_path[0])
+		return false;
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return false;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path, ts_cfg.socket_path, strlen(ts_cfg.socket_path) + 1);
+	if (real_connect()(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		real_close()(fd);
+		return false;
+	}
+	fd = move_high(fd);
+	uint8_t hello[TS_FRAME_MAX / 2];
+	struct ts_wbuf w;
+	ts_wbuf_init(&w, hello, sizeof hello);
+	ts_frame_begin(&w, TS_FRAME_HELLO, 0);
+	w.len += ts_resource_hello(hello + w.len, sizeof hello - w.len);
+	if (!ts_frame_finish(&w) ||
+	    real_send()(fd, hello, w.len, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)w.len) {
+		real_close()(fd);
+		return false;
+	}
+	last_connect_try = 0;
+	atomic_store(&conn_fd, fd);
+	ts_debug("connected to exporter at %s (fd %d)", ts_cfg.socket_path, fd);
+	return true;
+}
+
+enum send_result { SENT, BUSY, GONE };
+
+static enum send_result send_once(struct slot *s)
+{
+	pthread_mutex_lock(&conn_mu);
+	enum send_result r = GONE;
+	for (int attempt = 0; attempt < 2 && r == GONE; attempt++) {
+		if (!conn_open())
+			break;
+		uint32_t dropped = atomic_exchange(&dropped_unreported, 0);
+		memcpy(s->buf + 12, &dropped, 4);
+		ssize_t n = real_send()(atomic_load(&conn_fd), s->buf, s->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n == (ssize_t)s->len) {
+			r = SENT;
+			break;
+		}
+		atomic_fetch_add(&dropped_unreported, dropped);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+			r = BUSY;
+			break;
+		}
+		/* EPIPE, ECONNRESET, EBADF...: the exporter restarted or our fd was
+		 * taken from us; reconnect at once and try again (with a new HELLO). */
+		conn_close();
+		last_connect_try = 0;
+	}
+	pthread_mutex_unlock(&conn_mu);
+	return r;
+}
+
+static void wait_writable(int ms)
+{
+	int fd = atomic_load(&conn_fd);
+	if (fd < 0 || ms <= 0)
+		return;
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	poll(&p, 1, ms);
+}
+
+/* Sends sealed slots in order until none is left or the deadline passes.
+ * Caller holds send_mu. A slot that cannot be delivered by then is dropped. */
+static void send_sealed(uint64_t deadline)
+{
+	for (;;) {
+		pthread_mutex_lock(&ring_mu);
+		if (head == tail) {
+			pthread_mutex_unlock(&ring_mu);
+			return;
+		}
+		struct slot *s = &slots[head % RING];
+		pthread_mutex_unlock(&ring_mu);
+
+		enum send_result r;
+		while ((r = send_once(s)) == BUSY) {
+			uint64_t now = mono_ns();
+			if (now >= deadline)
+				break;
+			uint64_t left = (deadline - now) / 1000000;
+			wait_writable(left < SLICE_MS ? (int)left + 1 : SLICE_MS);
+		}
+		if (r != SENT)
+			drop(s->count);
+		pthread_mutex_lock(&ring_mu);
+		head++;
+		pthread_mutex_unlock(&ring_mu);
+	}
+}
+
+/* ---- the sender thread ------------------------------------------------------------ */
+
+static void *sender_main(void *arg)
+{
+	(void)arg;
+	ts_in_shim = 1; /* nothing this thread does is ever traced */
+	uint64_t flush_ns = (uint64_t)ts_cfg.flush_ms * 1000000ull;
+	for (;;) {
+		pthread_mutex_lock(&ring_mu);
+		for (;;) {
+			if (head != tail)
+				break;
+			if (!open_slot()->count) {
+				pthread_cond_wait(&ring_cv, &ring_mu);
+				continue;
+			}
+			uint64_t due = open_since + flush_ns, now = mono_ns();
+			if (now >= due) {
+				seal_open();
+				break;
+			}
+			struct timespec ts = {.tv_sec = (time_t)(due / 1000000000ull),
+					      .tv_nsec = (long)(due % 1000000000ull)};
+			pthread_cond_timedwait(&ring_cv, &ring_mu, &ts);
+		}
+		pthread_mutex_unlock(&ring_mu);
+		pthread_mutex_lock(&send_mu);
+		send_sealed(mono_ns() + SEND_PATIENCE_MS * 1000000ull);
+		pthread_mutex_unlock(&send_mu);
+	}
+	return NULL;
+}
+
+static void start_sender(void)
+{
+	int expected = 0;
+	if (!atomic_compare_exchange_strong(&sender_started, &expected, 1))
+		return;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread must never take the app's signals */
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_t t;
+	if (real_pthread_create()(&t, &attr, sender_main, NULL) != 0)
+		ts_warn("cannot start the sender thread; spans go out at exit only");
+	else
+		pthread_setname_np(t, "traceshim");
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* ---- flushing from the application's exit paths ------------------------------------ */
+
+void ts_transport_flush(uint32_t budget_ms)
+{
+	ts_in_shim++;
+	int saved = errno;
+	uint64_t deadline = mono_ns() + (uint64_t)budget_ms * 1000000ull;
+	pthread_mutex_lock(&ring_mu);
+	seal_open();
+	pthread_mutex_unlock(&ring_mu);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)(budget_ms % 1000) * 1000000L;
+	ts.tv_sec += (time_t)(budget_ms / 1000) + ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	if (pthread_mutex_timedlock(&send_mu, &ts) == 0) {
+		last_connect_try = 0; /* at exit, always try once more */
+		send_sealed(deadline);
+		pthread_mutex_unlock(&send_mu);
+	}
+	errno = saved;
+	ts_in_shim--;
+}
+
+void ts_transport_flush_from_signal(void)
+{
+	ts_in_shim++;
+	int saved = errno;
+	if (pthread_mutex_trylock(&ring_mu) == 0) {
+		seal_open();
+		pthread_mutex_unlock(&ring_mu);
+	}
+	if (pthread_mutex_trylock(&send_mu) == 0) {
+		last_connect_try = 0;
+		send_sealed(mono_ns() + 100 * 1000000ull);
+		pthread_mutex_unlock(&send_mu);
+	}
+	errno = saved;
+	ts_in_shim--;
+}
+
+/* ---- the application touching our fd --------------------------------------------- */
+
+bool ts_transport_owns_fd(int fd) { return fd >= 0 && fd == atomic_load_explicit(&conn_fd, memory_order_relaxed); }
+
+/* The application is about to close (or dup2 over) the fd number we use:
+ * give it up, so we never write a frame into whatever the number means next. */
+void ts_transport_fd_closed_by_app(int fd)
+{
+	pthread_mutex_lock(&conn_mu);
+	if (atomic_load(&conn_fd) == fd)
+		atomic_store(&conn_fd, -1); /* the application's close() closes it */
+	pthread_mutex_unlock(&conn_mu);
+}
+
+/* ---- fork ---------------------------------------------------------------------------- */
+
+void ts_transport_atfork_prepare(void) {}
+void ts_transport_atfork_parent(void) {}
+
+/* The child is single-threaded: the parent's sender is gone, its queued frames
+ * are the parent's to send, and the connection belongs to the parent. */
+void ts_transport_atfork_child(void)
+{
+	pthread_mutex_init(&ring_mu, NULL);
+	pthread_mutex_init(&send_mu, NULL);
+	pthread_mutex_init(&conn_mu, NULL);
+	ring_init();
+	int fd = atomic_exchange(&conn_fd, -1);
+	if (fd >= 0)
+		real_close()(fd);
+	last_connect_try = 0;
+	atomic_store(&sender_started, 0);
+	atomic_store(&dropped_unreported, 0);
+}
