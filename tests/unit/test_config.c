@@ -1,0 +1,86 @@
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "config.h"
+
+static const char *const *fake_env;
+static const char *fake_getenv(const char *name)
+{
+	for (const char *const *p = fake_env; p && *p; p += 2)
+		if (!strcmp(p[0], name))
+			return p[1];
+	return NULL;
+}
+
+Test(config, defaults)
+{
+	static const char *env[] = {"HOME", "/home/u", NULL};
+	fake_env = env;
+	struct ts_config c;
+	ts_config_load(&c, fake_getenv);
+	cr_assert_not(c.disabled);
+	cr_assert_eq(c.sampler, TS_SAMPLER_PB_ALWAYS_ON);
+	cr_assert(c.propagate_tracecontext && c.propagate_baggage);
+	cr_assert_eq(c.flush_ms, 100);
+	cr_assert_eq(c.log_level, TS_LOG_OFF);
+	cr_assert_str_eq(c.service_name, "");
+	cr_assert(strstr(c.socket_path, "/tmp/traceshim-") == c.socket_path, "%s", c.socket_path);
+}
+
+Test(config, values_and_empty_counts_as_unset)
+{
+	static const char *env[] = {"OTEL_SDK_DISABLED", "TRUE", "OTEL_SERVICE_NAME", "checkout",
+				    "OTEL_TRACES_SAMPLER", "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG", "0.25",
+				    "TRACESHIM_SOCKET", "/run/x.sock", "XDG_RUNTIME_DIR", "/run/user/1",
+				    "OTEL_PROPAGATORS", "baggage", "TRACESHIM_FLUSH_MS", "", "TRACESHIM_LOG", "debug",
+				    NULL};
+	fake_env = env;
+	struct ts_config c;
+	ts_config_load(&c, fake_getenv);
+	cr_assert(c.disabled);
+	cr_assert_str_eq(c.service_name, "checkout");
+	cr_assert_eq(c.sampler, TS_SAMPLER_PB_RATIO);
+	cr_assert_float_eq(c.ratio, 0.25, 1e-9);
+	cr_assert_str_eq(c.socket_path, "/run/x.sock");
+	cr_assert_not(c.propagate_tracecontext);
+	cr_assert(c.propagate_baggage);
+	cr_assert_eq(c.flush_ms, 100);
+	cr_assert_eq(c.log_level, TS_LOG_DEBUG);
+}
+
+Test(config, socket_under_xdg_runtime_dir)
+{
+	static const char *env[] = {"XDG_RUNTIME_DIR", "/run/user/1000", NULL};
+	fake_env = env;
+	struct ts_config c;
+	ts_config_load(&c, fake_getenv);
+	cr_assert_str_eq(c.socket_path, "/run/user/1000/traceshim/exporter.sock");
+}
+
+Test(config, sampler_names_and_bad_args)
+{
+	double r;
+	cr_assert_eq(ts_parse_sampler("always_off", NULL, &r), TS_SAMPLER_ALWAYS_OFF);
+	cr_assert_eq(ts_parse_sampler("traceidratio", "1.5", &r), TS_SAMPLER_RATIO);
+	cr_assert_float_eq(r, 1.0, 1e-9); /* out of range: default */
+	cr_assert_eq(ts_parse_sampler("jaeger_remote", NULL, &r), TS_SAMPLER_PB_ALWAYS_ON);
+	cr_assert_eq(ts_parse_ms("12x", 5, 100), 5);
+	cr_assert_eq(ts_parse_ms("5000", 5, 1000), 5);
+	cr_assert_eq(ts_parse_ms("250", 5, 1000), 250);
+	cr_assert(ts_parse_bool("yes", false));
+	cr_assert_not(ts_parse_bool("0", true));
+	cr_assert(ts_parse_bool("maybe", true));
+}
+
+Test(config, resource_attributes_are_decoded_and_trimmed)
+{
+	const char *cur = " deployment.environment = prod ,bad,team=a%2Cb%3Dc,=novalue,k=";
+	char k[64], v[64];
+	cr_assert(ts_kv_next(&cur, k, sizeof k, v, sizeof v));
+	cr_assert_str_eq(k, "deployment.environment");
+	cr_assert_str_eq(v, "prod");
+	cr_assert(ts_kv_next(&cur, k, sizeof k, v, sizeof v));
+	cr_assert_str_eq(k, "team");
+	cr_assert_str_eq(v, "a,b=c");
+	cr_assert_not(ts_kv_next(&cur, k, sizeof k, v, sizeof v));
+}
