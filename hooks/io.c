@@ -80,6 +80,31 @@ TS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	return ts_out(fd, e, msg->msg_iov, (int)msg->msg_iovlen, &c);
 }
 
+/* Declared here, not from <sys/sendfile.h>: with _FILE_OFFSET_BITS=64 that
+ * header renames sendfile to sendfile64, and we interpose both names. */
+ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
+ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count);
+TS_REAL(sendfile, ssize_t, (int, int, off_t *, size_t))
+TS_REAL(sendfile64, ssize_t, (int, int, off_t *, size_t))
+
+TS_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+	struct ts_fd *e = traced(out_fd);
+	ssize_t n = real_sendfile()(out_fd, in_fd, offset, count);
+	if (TS_UNLIKELY(e != NULL))
+		ts_out_opaque(out_fd, e, n, errno);
+	return n;
+}
+
+TS_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+	struct ts_fd *e = traced(out_fd);
+	ssize_t n = real_sendfile64()(out_fd, in_fd, offset, count);
+	if (TS_UNLIKELY(e != NULL))
+		ts_out_opaque(out_fd, e, n, errno);
+	return n;
+}
+
 /* ---- reads ---------------------------------------------------------------------- */
 
 static ssize_t observed(int fd, struct ts_fd *e, void *buf, ssize_t n, int flags)

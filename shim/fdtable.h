@@ -37,6 +37,8 @@ struct ts_peer {
 
 struct ts_http; /* per-fd HTTP state, owned by the HTTP layer */
 
+enum ts_proto { TS_PROTO_UNKNOWN = 0, TS_PROTO_HTTP, TS_PROTO_OTHER };
+
 struct ts_fd {
 	_Atomic uint8_t kind;
 	uint32_t generation;
@@ -47,6 +49,9 @@ struct ts_fd {
 	uint8_t connect_span_id[8];      /* the `connect` span while connecting */
 	uint64_t connect_start_ns;
 	char server_address[64];         /* host name the address came from, if known */
+	_Atomic uint8_t proto;           /* TS_PROTO_*: is this connection HTTP/1.x? */
+	uint8_t sniff_len;
+	char sniff[16];                  /* first bytes, while still undecided */
 	struct ts_http *_Atomic http;
 };
 

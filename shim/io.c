@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include "http_trace.h"
 #include "io.h"
 
 TS_REAL(send, ssize_t, (int, const void *, size_t, int))
@@ -39,9 +40,17 @@ static void settle_connect(int fd, struct ts_fd *e, ssize_t n, int err)
 		ts_fd_connect_done(fd, e, err == ENOTCONN ? ECONNREFUSED : err);
 }
 
+/* TCP connections are watched for HTTP/1.x until they prove to be something else. */
+static inline bool maybe_http(const struct ts_fd *e)
+{
+	return atomic_load_explicit(&e->proto, memory_order_relaxed) != TS_PROTO_OTHER;
+}
+
 ssize_t ts_out(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt, const struct ts_out_call *call)
 {
-	ssize_t n = repeat(fd, iov, iovcnt, call);
+	ts_in_shim++;
+	ssize_t n = maybe_http(e) ? ts_http_out(fd, e, iov, iovcnt, call) : repeat(fd, iov, iovcnt, call);
+	ts_in_shim--;
 	int err = errno;
 	settle_connect(fd, e, n, err);
 	ts_fd_count(e, true, n);
@@ -49,12 +58,28 @@ ssize_t ts_out(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt, con
 	return n;
 }
 
+void ts_out_opaque(int fd, struct ts_fd *e, ssize_t n, int err)
+{
+	settle_connect(fd, e, n, err);
+	ts_fd_count(e, true, n);
+	if (maybe_http(e)) {
+		ts_in_shim++;
+		ts_http_out_opaque(fd, e, n);
+		ts_in_shim--;
+	}
+	errno = err;
+}
+
 void ts_in(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt, ssize_t n, int err, int flags)
 {
-	(void)iov;
-	(void)iovcnt;
 	settle_connect(fd, e, n, err);
-	if (!(flags & MSG_PEEK))
+	if (!(flags & MSG_PEEK)) {
 		ts_fd_count(e, false, n);
+		if (maybe_http(e)) {
+			ts_in_shim++;
+			ts_http_in(fd, e, iov, iovcnt, n, err);
+			ts_in_shim--;
+		}
+	}
 	errno = err;
 }

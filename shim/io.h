@@ -25,6 +25,9 @@ struct ts_out_call {
 
 ssize_t ts_out(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt, const struct ts_out_call *call);
 
+/* A sendfile() that moved n bytes the shim never sees. */
+void ts_out_opaque(int fd, struct ts_fd *e, ssize_t n, int err);
+
 /* After a read-side call returned n (or -1 with err): count, observe. */
 void ts_in(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt, ssize_t n, int err, int flags);
 

@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "http_trace.h"
 #include "ids.h"
 #include "shim.h"
 
@@ -105,19 +106,50 @@ uint32_t ts_thread_id(void)
 /* ---- context ---------------------------------------------------------------- */
 
 struct ts_ctx ts_process_ctx;
+struct ts_extras ts_process_extras;
 static __thread struct ts_ctx tls_ctx TS_TLS;
+static __thread struct ts_extras *tls_extras TS_TLS; /* owned by the thread, lazily */
+static __thread bool tls_extras_set TS_TLS;
 
 const struct ts_ctx *ts_ctx_current(void)
 {
 	return tls_ctx.valid ? &tls_ctx : &ts_process_ctx;
 }
 
+/* Setting a context drops the thread's extras: a caller that has some sets
+ * them right after (ts_extras_set). */
 void ts_ctx_set(const struct ts_ctx *c)
 {
 	if (c)
 		tls_ctx = *c;
 	else
 		tls_ctx.valid = false;
+	tls_extras_set = false;
+}
+
+const struct ts_extras *ts_extras_current(void)
+{
+	if (!tls_ctx.valid)
+		return &ts_process_extras;
+	return tls_extras_set ? tls_extras : NULL;
+}
+
+void ts_extras_set(const char *tracestate, size_t ts_len, const char *baggage, size_t bg_len)
+{
+	tls_extras_set = false;
+	if (!ts_len && !bg_len)
+		return;
+	if (!tls_extras && !(tls_extras = malloc(sizeof *tls_extras)))
+		return;
+	if (ts_len >= sizeof tls_extras->tracestate || bg_len >= sizeof tls_extras->baggage)
+		return;
+	memcpy(tls_extras->tracestate, tracestate, ts_len);
+	tls_extras->tracestate[ts_len] = 0;
+	tls_extras->tracestate_len = (uint16_t)ts_len;
+	memcpy(tls_extras->baggage, baggage, bg_len);
+	tls_extras->baggage[bg_len] = 0;
+	tls_extras->baggage_len = (uint16_t)bg_len;
+	tls_extras_set = true;
 }
 
 /* traceidratio: the decision is a function of the trace id alone, so every
@@ -184,6 +216,7 @@ void ts_init_slow(void)
 		seed_process();
 		ts_transport_init();
 		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+		ts_http_init();
 		ts_process_start(NULL);
 	}
 	ts_in_shim--;

@@ -110,6 +110,20 @@ const struct ts_ctx *ts_ctx_current(void);
 void ts_ctx_set(const struct ts_ctx *c); /* NULL: back to the process context */
 extern struct ts_ctx ts_process_ctx;
 
+/* What travels with a context besides ids: the W3C tracestate and baggage
+ * headers (already validated and within propagation limits). A thread owns
+ * its extras buffer (allocated the first time it needs one); the process
+ * context's extras come from TRACESTATE/BAGGAGE in the environment. */
+struct ts_extras {
+	uint16_t tracestate_len, baggage_len;
+	char tracestate[513];
+	char baggage[8193];
+};
+const struct ts_extras *ts_extras_current(void);
+/* Sets this thread's extras (NULL or empty strings: none). */
+void ts_extras_set(const char *tracestate, size_t ts_len, const char *baggage, size_t bg_len);
+extern struct ts_extras ts_process_extras;
+
 /* Head sampling decision for a new root span with this trace id. */
 bool ts_sample_root(const uint8_t trace_id[16]);
 

@@ -1,6 +1,7 @@
 /* span.c — recording spans and handing their encoded records to the transport. */
 #include <errno.h>
 
+#include "proto/w3c.h"
 #include "shim.h"
 
 void ts_span_start_at(struct ts_span *s, const char *name, uint8_t kind, const struct ts_ctx *parent,
@@ -122,6 +123,28 @@ void ts_span_ctx(const struct ts_span *s, struct ts_ctx *out)
 	out->remote = false;
 }
 
+/* Baggage of the current context, copied onto the span as baggage.<key>
+ * attributes (decoded values), as many as fit. */
+static void baggage_attrs(struct ts_span *s)
+{
+	const struct ts_extras *x = ts_extras_current();
+	if (!x || !x->baggage_len)
+		return;
+	struct w3c_baggage_iter it;
+	struct w3c_baggage_member m;
+	w3c_baggage_iter_init(&it, x->baggage, x->baggage_len);
+	while (w3c_baggage_next(&it, &m) && s->n_attrs < TS_MAX_ATTRS - 1) {
+		char key[TS_KEY_MAX], val[512];
+		if (m.key_len + 8 >= sizeof key)
+			continue;
+		memcpy(key, "baggage.", 8);
+		memcpy(key + 8, m.key, m.key_len);
+		key[8 + m.key_len] = 0;
+		size_t n = w3c_baggage_decode_value(&m, val, sizeof val);
+		ts_span_attr_strn(s, key, val, n < sizeof val ? n : sizeof val - 1);
+	}
+}
+
 void ts_span_end_at(struct ts_span *s, uint64_t end_ns)
 {
 	if (!s->recording)
@@ -129,6 +152,7 @@ void ts_span_end_at(struct ts_span *s, uint64_t end_ns)
 	int saved = errno;
 	s->end_ns = end_ns < s->start_ns ? s->start_ns : end_ns;
 	ts_span_attr_int(s, "thread.id", ts_thread_id());
+	baggage_attrs(s);
 	uint8_t rec[TS_SPAN_RECORD_MAX];
 	struct ts_wbuf w;
 	ts_wbuf_init(&w, rec, sizeof rec);
