@@ -41,6 +41,7 @@ struct ts_http {
 	char *inj;                  /* injected bytes the kernel has not taken yet */
 	uint16_t inj_len, inj_off;
 	uint16_t local_port;
+	char last_req_byte; /* last request byte that went out: a blank line may span two writes */
 	struct ts_http *next_free;
 };
 
@@ -559,16 +560,24 @@ static long find_injection_point(const struct ts_http *h, const struct iovec *io
 			if (ev == HTTP_EV_ERROR || ev == HTTP_EV_MESSAGE_DONE)
 				return -1;
 			if (ev == HTTP_EV_HEADERS_DONE) {
-				if (probe.flags & HTTP_F_TRACEPARENT)
+				if (probe.flags & HTTP_F_TRACEPARENT || iov_byte(iov, cnt, off - 1) != '\n')
 					return -1;
-				size_t blank = (off >= 2 && iov_byte(iov, cnt, off - 2) == '\r') ? 2 : 1;
-				if (off < blank || iov_byte(iov, cnt, off - 1) != '\n')
-					return -1; /* the blank line began in an earlier write */
-				return (long)(off - blank);
+				int before = off >= 2 ? iov_byte(iov, cnt, off - 2) : h->last_req_byte;
+				if (before == '\r')
+					return off >= 2 ? (long)(off - 2) : -1; /* a CRLF split over two writes: too late */
+				return (long)(off - 1); /* LF-only blank line */
 			}
 			if (ev == HTTP_EV_NEED_MORE)
 				break;
 		}
+	}
+	/* The head has not ended, but if this write ends with the CR of the blank
+	 * line (a CR right after a line's LF: no header line starts with CR), all
+	 * headers are known: inject before that CR. */
+	if (off && !(probe.flags & HTTP_F_TRACEPARENT) && iov_byte(iov, cnt, off - 1) == '\r') {
+		int before = off >= 2 ? iov_byte(iov, cnt, off - 2) : h->last_req_byte;
+		if (before == '\n')
+			return (long)(off - 1);
 	}
 	return -1;
 }
@@ -584,8 +593,9 @@ static bool nonblocking(int fd, int flags)
 /* Sends the application's bytes with `hdr` spliced in at offset k, in one
  * call, and maps the kernel's count back to the application's buffer. */
 static ssize_t send_spliced(int fd, struct ts_http *h, const struct iovec *iov, int cnt, size_t k, const char *hdr,
-			    size_t hlen, const struct ts_out_call *call)
+			    size_t hlen, const struct ts_out_call *call, bool *header_out)
 {
+	*header_out = false;
 	struct iovec stackv[66], *v = stackv;
 	if (cnt + 2 > 66 && !(v = malloc(sizeof *v * (size_t)(cnt + 2))))
 		return -2; /* caller falls back to the plain call */
@@ -625,13 +635,17 @@ static ssize_t send_spliced(int fd, struct ts_http *h, const struct iovec *iov, 
 	if (v != stackv)
 		free(v);
 	if (n < 0 || (size_t)n <= k) {
+		if (n >= 0)
+			ts_debug("fd %d: kernel took %zd bytes, before the header at %zu", fd, n, k);
 		errno = err;
 		return n;
 	}
+	*header_out = true;
 	if ((size_t)n >= k + hlen)
 		return n - (ssize_t)hlen;
 	/* The kernel took part of the header: keep the rest for the next write. */
 	size_t left = k + hlen - (size_t)n;
+	ts_debug("fd %d: kernel took %zd of %zu bytes, %zu header bytes owed", fd, n, k + hlen, left);
 	h->inj = malloc(left);
 	if (h->inj) {
 		memcpy(h->inj, hdr + (hlen - left), left);
@@ -681,16 +695,19 @@ static ssize_t client_write(int fd, struct ts_fd *e, struct ts_http *h, const st
 		if (h->cur) {
 			char hdr[INJECT_MAX];
 			size_t hlen = build_headers(h->cur, hdr, sizeof hdr);
-			n = hlen ? send_spliced(fd, h, iov, cnt, (size_t)k, hdr, hlen, call) : -2;
-			if (h->inj || n > k) /* the header is (partly) out: never again for this request */
+			bool out = false;
+			n = hlen ? send_spliced(fd, h, iov, cnt, (size_t)k, hdr, hlen, call, &out) : -2;
+			if (out) /* the header is (partly) out: never again for this request */
 				h->cur->injected = true;
 		}
 	}
 	if (n == -2)
 		n = plain(fd, iov, cnt, call);
 	int err = errno;
-	if (n > 0)
+	if (n > 0) {
 		feed_iov(fd, e, h, true, iov, cnt, (size_t)n);
+		h->last_req_byte = (char)iov_byte(iov, cnt, (size_t)n - 1);
+	}
 	errno = err;
 	return n;
 }
