@@ -169,7 +169,8 @@ void ts_span_end_at(struct ts_span *s, uint64_t end_ns)
 	ts_put_u8(&w, s->n_links);
 	ts_put_str16(&w, s->name, s->name_len);
 	ts_put_str16(&w, s->status_msg, strlen(s->status_msg));
-	ts_put_str16(&w, NULL, 0); /* trace_state */
+	const struct ts_extras *x = ts_extras_current(); /* the context's tracestate */
+	ts_put_str16(&w, x ? x->tracestate : NULL, x ? x->tracestate_len : 0);
 	ts_put_bytes(&w, s->attrs, s->attr_len);
 	ts_put_bytes(&w, s->link_bytes, s->link_len);
 	if (!w.overflow) {
