@@ -147,6 +147,27 @@ int main(int argc, char **argv)
 		buf[0] = 'G'; /* starts like GET but is not HTTP */
 		buf[1] = 0;
 		put(fd, buf, n, 0);
+	} else if (!strcmp(scenario, "endless_head")) { /* 200 KiB of headers, never a blank line */
+		n = (size_t)sprintf(buf, "GET / HTTP/1.1\r\nHost: x\r\n");
+		while (n < 200 * 1024)
+			n += (size_t)sprintf(buf + n, "X-Filler-%zu: %s\r\n", n, "0123456789abcdef0123456789abcdef");
+		put(fd, buf, n, 0);
+	} else if (!strcmp(scenario, "reuse")) {
+		/* half a request head on one connection, then close: the next
+		 * connection gets the same fd number and must start from scratch */
+		n = (size_t)sprintf(buf, "GET /first HTTP/1.1\r\nHost: x\r\n");
+		put(fd, buf, n, 0);
+		close(fd);
+		sent_len = 0;
+		int fd2 = socket(AF_INET, SOCK_STREAM, 0);
+		if (fd2 != fd || connect(fd2, (struct sockaddr *)&sa, sizeof sa) != 0) {
+			fprintf(stderr, "fd %d not reused (%d)\n", fd, fd2);
+			return 6;
+		}
+		memcpy(buf, "\r\n\r\nX", 5); /* would end the old head if state leaked */
+		for (n = 5; n < 2000; n++)
+			buf[n] = (char)rnd(256);
+		put(fd, buf, n, 0);
 	} else if (!strcmp(scenario, "h2")) {
 		n = (size_t)sprintf(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 		put(fd, buf, n, 0);

@@ -74,14 +74,14 @@ def run_writer(port, scenario, seed, short=False):
 
 
 class SpliceTest(unittest.TestCase):
-    def exchange(self, scenario, seed, slow=False, short=False):
+    def exchange(self, scenario, seed, slow=False, short=False, conns=1):
         r = Receiver(slow=slow)
         try:
             sent = run_writer(r.port, scenario, seed, short)
             # the writer half-closes after its last byte: EOF means all arrived
-            self.assertEqual(len(r.conns), 1)
-            self.assertTrue(r.done[0].wait(30), "receiver never saw the end of the stream")
-            return sent, bytes(r.conns[0])
+            self.assertEqual(len(r.conns), conns)
+            self.assertTrue(r.done[-1].wait(30), "receiver never saw the end of the stream")
+            return sent, bytes(r.conns[-1])
         finally:
             r.close()
 
@@ -136,6 +136,16 @@ class SpliceTest(unittest.TestCase):
             sent, got = self.exchange("own_traceparent", seed)
             self.assertEqual(got, sent)
             self.assertEqual(got.count(b"traceparent"), 1)
+
+    def test_header_that_never_ends_is_left_alone(self):
+        sent, got = self.exchange("endless_head", 1)
+        self.assertGreater(len(sent), 200 * 1024)
+        self.assertEqual(got, sent)
+
+    def test_fd_reused_after_close_starts_clean(self):
+        for seed in range(5):
+            sent, got = self.exchange("reuse", seed, conns=2)
+            self.assertEqual(got, sent)
 
     def test_not_http_is_untouched(self):
         for scenario in ("binary", "h2"):
