@@ -202,10 +202,13 @@ static void adopt_app_parent(struct ts_span *s, const struct http_msg_state *m)
 	struct w3c_traceparent tp;
 	if (!(m->flags & HTTP_F_TRACEPARENT) || !w3c_traceparent_parse(m->traceparent, m->traceparent_len, &tp))
 		return;
+	struct ts_ctx app = {.flags = tp.flags & W3C_FLAG_SAMPLED, .valid = true};
+	memcpy(app.trace_id, tp.trace_id, 16);
+	memcpy(app.span_id, tp.span_id, 8);
 	memcpy(s->trace_id, tp.trace_id, 16);
 	memcpy(s->parent_span_id, tp.span_id, 8);
 	s->has_parent = true;
-	s->flags = (uint8_t)((tp.flags & W3C_FLAG_SAMPLED) ? TS_SPAN_F_SAMPLED : 0);
+	s->flags = (uint8_t)(ts_sample(s->trace_id, &app) ? TS_SPAN_F_SAMPLED : 0);
 	s->recording = (s->flags & TS_SPAN_F_SAMPLED) != 0;
 }
 

@@ -155,23 +155,36 @@ void ts_extras_set(const char *tracestate, size_t ts_len, const char *baggage, s
 /* traceidratio: the decision is a function of the trace id alone, so every
  * process of a trace (and every SDK that follows the same rule on the low
  * 8 bytes, as OpenTelemetry's TraceIdRatioBased does) agrees. */
-bool ts_sample_root(const uint8_t trace_id[16])
+static bool ratio_keeps(const uint8_t trace_id[16])
+{
+	uint64_t x = 0;
+	for (int i = 8; i < 16; i++)
+		x = (x << 8) | trace_id[i];
+	x >>= 1; /* 63-bit value compared with ratio * 2^63 */
+	return (double)x < ts_cfg.ratio * 9223372036854775808.0;
+}
+
+/* The OpenTelemetry samplers: the parentbased_* ones follow a valid parent's
+ * sampled flag (and use their root sampler only for new traces); the others
+ * decide the same way whether or not there is a parent. */
+bool ts_sample(const uint8_t trace_id[16], const struct ts_ctx *parent)
 {
 	switch (ts_cfg.sampler) {
+	case TS_SAMPLER_ALWAYS_ON:
+		return true;
 	case TS_SAMPLER_ALWAYS_OFF:
-	case TS_SAMPLER_PB_ALWAYS_OFF:
 		return false;
 	case TS_SAMPLER_RATIO:
-	case TS_SAMPLER_PB_RATIO: {
-		uint64_t x = 0;
-		for (int i = 8; i < 16; i++)
-			x = (x << 8) | trace_id[i];
-		x >>= 1; /* 63-bit value compared with ratio * 2^63 */
-		return (double)x < ts_cfg.ratio * 9223372036854775808.0;
+		return ratio_keeps(trace_id);
+	case TS_SAMPLER_PB_ALWAYS_ON:
+	case TS_SAMPLER_PB_ALWAYS_OFF:
+	case TS_SAMPLER_PB_RATIO:
+		if (parent && parent->valid)
+			return parent->flags & 1;
+		return ts_cfg.sampler == TS_SAMPLER_PB_ALWAYS_ON ||
+		       (ts_cfg.sampler == TS_SAMPLER_PB_RATIO && ratio_keeps(trace_id));
 	}
-	default:
-		return true;
-	}
+	return true;
 }
 
 /* ---- init ---------------------------------------------------------------- */

@@ -124,8 +124,9 @@ const struct ts_extras *ts_extras_current(void);
 void ts_extras_set(const char *tracestate, size_t ts_len, const char *baggage, size_t bg_len);
 extern struct ts_extras ts_process_extras;
 
-/* Head sampling decision for a new root span with this trace id. */
-bool ts_sample_root(const uint8_t trace_id[16]);
+/* Head sampling decision for a span of this trace with this parent (NULL or
+ * invalid: a new trace), per OTEL_TRACES_SAMPLER. */
+bool ts_sample(const uint8_t trace_id[16], const struct ts_ctx *parent);
 
 /* ---- spans ----------------------------------------------------------- */
 

@@ -28,14 +28,14 @@ void ts_span_start_at(struct ts_span *s, const char *name, uint8_t kind, const s
 		memcpy(s->trace_id, parent->trace_id, 16);
 		memcpy(s->parent_span_id, parent->span_id, 8);
 		s->has_parent = true;
-		s->flags = (parent->flags & 1) ? TS_SPAN_F_SAMPLED : 0;
+		s->flags = ts_sample(s->trace_id, parent) ? TS_SPAN_F_SAMPLED : 0;
 		if (parent->remote)
 			s->flags |= TS_SPAN_F_PARENT_REMOTE;
 	} else {
 		ts_new_trace_id(s->trace_id);
 		memset(s->parent_span_id, 0, 8);
 		s->has_parent = false;
-		s->flags = ts_sample_root(s->trace_id) ? TS_SPAN_F_SAMPLED : 0;
+		s->flags = ts_sample(s->trace_id, NULL) ? TS_SPAN_F_SAMPLED : 0;
 	}
 	s->recording = (s->flags & TS_SPAN_F_SAMPLED) != 0;
 }
