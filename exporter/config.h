@@ -1,0 +1,103 @@
+/* config.h — every environment variable the exporter reads, in one table
+ * (docs/EXPORTER.md documents the same table). The exporter has no options
+ * besides its mode flags: configuration comes from the environment, as for
+ * any OpenTelemetry SDK. An empty value counts as unset. */
+#ifndef TRACESHIM_EXP_CONFIG_H
+#define TRACESHIM_EXP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+#include "paths.h" /* ts_getenv_fn */
+
+/*  variable                                default             meaning */
+#define EXP_ENV_TABLE(X)                                                                                   \
+	X(TRACESHIM_SOCKET, "see paths.h", "SEQPACKET socket the exporter listens on")                     \
+	X(TRACESHIM_FILE, "see paths.h", "OTLP/JSON lines file; setting it also enables the file sink")   \
+	X(TRACESHIM_LOG, "warn", "exporter log level: off|error|warn|info|debug")                         \
+	X(TRACESHIM_QUEUE_MAX_BYTES, "16777216", "byte cap of queued span records")                       \
+	X(OTEL_TRACES_EXPORTER, "(auto)", "comma list of otlp, file, none")                               \
+	X(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "", "full URL, used as is")                                 \
+	X(OTEL_EXPORTER_OTLP_ENDPOINT, "", "base URL; /v1/traces is appended")                            \
+	X(OTEL_EXPORTER_OTLP_TRACES_HEADERS, "", "k=v,... (values percent-decoded); replaces the next")    \
+	X(OTEL_EXPORTER_OTLP_HEADERS, "", "k=v,... (values percent-decoded)")                             \
+	X(OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, "", "ms per export request; overrides the next")             \
+	X(OTEL_EXPORTER_OTLP_TIMEOUT, "10000", "ms per export request")                                   \
+	X(OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE, "", "CA bundle for https; overrides the next")           \
+	X(OTEL_EXPORTER_OTLP_CERTIFICATE, "", "CA bundle for https")                                      \
+	X(OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE, "", "client certificate (mTLS)")                  \
+	X(OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, "", "client certificate (mTLS)")                         \
+	X(OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY, "", "client key (mTLS)")                                  \
+	X(OTEL_EXPORTER_OTLP_CLIENT_KEY, "", "client key (mTLS)")                                         \
+	X(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, "http/protobuf", "only http/protobuf is supported")          \
+	X(OTEL_EXPORTER_OTLP_PROTOCOL, "http/protobuf", "only http/protobuf is supported")                 \
+	X(OTEL_EXPORTER_OTLP_TRACES_COMPRESSION, "none", "gzip not supported yet: sent uncompressed")      \
+	X(OTEL_EXPORTER_OTLP_COMPRESSION, "none", "gzip not supported yet: sent uncompressed")             \
+	X(OTEL_BSP_SCHEDULE_DELAY, "200", "ms between exports (SDK default 5000)")                        \
+	X(OTEL_BSP_MAX_QUEUE_SIZE, "8192", "spans waiting for export; more are dropped (SDK 2048)")       \
+	X(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, "512", "spans per export request (<= queue size)")
+
+#define EXP_DEFAULT_ENDPOINT "http://localhost:4318/v1/traces"
+#define EXP_DEFAULT_TIMEOUT_MS 10000u
+#define EXP_DEFAULT_SCHEDULE_DELAY_MS 200u
+#define EXP_DEFAULT_MAX_QUEUE 8192u
+#define EXP_DEFAULT_MAX_BATCH 512u
+#define EXP_DEFAULT_QUEUE_MAX_BYTES ((size_t)16 << 20)
+#define EXP_PATH_MAX 4096
+#define EXP_SUN_PATH_MAX 108 /* sizeof(((struct sockaddr_un *)0)->sun_path) */
+
+enum exp_sink_mask { EXP_SINK_FILE = 1u << 0, EXP_SINK_OTLP = 1u << 1 };
+
+/* Extra HTTP request headers as ready-made "Name: value" lines. */
+struct exp_headers {
+	char **lines;
+	size_t n;
+};
+
+struct exp_config {
+	char socket_path[EXP_SUN_PATH_MAX];
+	char file_path[EXP_PATH_MAX]; /* "" when the file sink is off */
+	char endpoint[EXP_PATH_MAX];  /* "" when the otlp sink is off */
+	unsigned sinks;               /* enum exp_sink_mask */
+	struct exp_headers headers;
+	char ca_file[EXP_PATH_MAX], client_cert[EXP_PATH_MAX], client_key[EXP_PATH_MAX];
+	uint32_t timeout_ms;
+	uint32_t schedule_delay_ms;
+	uint32_t max_queue, max_batch;
+	size_t queue_max_bytes;
+	enum exp_log_level log_level;
+};
+
+/* Reads the environment (getenv_fn NULL: getenv). Warns about and ignores bad
+ * values; returns -1 with a message in err only when it cannot go on. */
+int exp_config_load(struct exp_config *c, ts_getenv_fn getenv_fn, char *err, size_t errcap);
+void exp_config_free(struct exp_config *c);
+
+/* Just the socket path (absolute), for the client modes. */
+int exp_config_socket_path(char *out, size_t cap, ts_getenv_fn getenv_fn);
+
+/* ---- pure helpers, unit-tested ------------------------------------------ */
+
+/* Parses OTEL_EXPORTER_OTLP_HEADERS: "k=v,k2=v2", spaces around keys and
+ * values trimmed, values percent-decoded. Entries with no '=', a key that is
+ * not an HTTP token, or a value with control characters (header injection)
+ * are skipped. Returns how many were skipped, or -1 when out of memory. */
+int exp_headers_parse(const char *s, struct exp_headers *out);
+void exp_headers_free(struct exp_headers *h);
+
+/* base + "/v1/traces" without doubling the slash; -1 if it does not fit. */
+int exp_endpoint_join(const char *base, char *out, size_t cap);
+
+/* OTEL_TRACES_EXPORTER → enum exp_sink_mask. Unknown names are counted in
+ * *unknown and ignored; when nothing recognisable is listed (unset, empty,
+ * only typos) the default applies: otlp if an endpoint is configured, file if
+ * TRACESHIM_FILE is set or no endpoint is. "none" alone selects nothing. */
+unsigned exp_parse_exporters(const char *list, bool have_endpoint, bool have_file_env,
+			     unsigned *unknown);
+
+/* Strict unsigned decimal (no sign, no suffix, no overflow). */
+bool exp_parse_u64(const char *s, uint64_t *out);
+
+#endif

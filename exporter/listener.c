@@ -1,0 +1,155 @@
+/* listener.c — see listener.h. */
+#include "listener.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "fsutil.h"
+#include "log.h"
+
+/* Somebody else's directory, or one anyone may write to, could be used to
+ * swap our socket for theirs: refuse it (/tmp itself is fine: sticky). */
+static int check_dir(const char *path, char *err, size_t errcap)
+{
+	char dir[EXP_PATH_MAX];
+	struct stat st;
+	exp_dirname(path, dir, sizeof dir);
+	if (stat(dir, &st) < 0) {
+		snprintf(err, errcap, "cannot use directory %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (st.st_uid != geteuid() && st.st_uid != 0) {
+		snprintf(err, errcap, "directory %s belongs to uid %u, not to us", dir, (unsigned)st.st_uid);
+		return -1;
+	}
+	if ((st.st_mode & 0022) && !(st.st_mode & S_ISVTX)) {
+		snprintf(err, errcap, "directory %s is writable by others", dir);
+		return -1;
+	}
+	return 0;
+}
+
+static int take_lock(struct exp_listener *l, char *err, size_t errcap)
+{
+	char lock[EXP_SUN_PATH_MAX + 8];
+	snprintf(lock, sizeof lock, "%s.lock", l->path);
+	l->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+	if (l->lock_fd < 0) {
+		snprintf(err, errcap, "cannot open %s: %s", lock, strerror(errno));
+		return -1;
+	}
+	if (flock(l->lock_fd, LOCK_EX | LOCK_NB) == 0)
+		return 0;
+	int fd = exp_unix_connect(l->path, 1000);
+	if (fd >= 0) {
+		close(fd);
+		snprintf(err, errcap, "an exporter is already running on %s", l->path);
+	} else {
+		snprintf(err, errcap, "another exporter is starting on %s (%s is locked)", l->path, lock);
+	}
+	return -1;
+}
+
+/* We hold the lock, so whatever is at the path is not a running exporter of
+ * ours — unless an exporter that predates the lock answers there. */
+static int remove_stale(struct exp_listener *l, char *err, size_t errcap)
+{
+	struct stat st;
+	if (lstat(l->path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errcap, "%s: %s", l->path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errcap, "%s exists and is not a socket: not touching it", l->path);
+		return -1;
+	}
+	int fd = exp_unix_connect(l->path, 1000);
+	if (fd >= 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
+		if (fd >= 0)
+			close(fd);
+		snprintf(err, errcap, "an exporter is already running on %s", l->path);
+		return -1;
+	}
+	if (errno != ECONNREFUSED) {
+		snprintf(err, errcap, "cannot probe %s: %s", l->path, strerror(errno));
+		return -1;
+	}
+	log_info("removing stale socket %s", l->path);
+	if (unlink(l->path) < 0 && errno != ENOENT) {
+		snprintf(err, errcap, "cannot remove stale socket %s: %s", l->path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int bind_listen(struct exp_listener *l, char *err, size_t errcap)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path, l->path, strlen(l->path) + 1);
+	l->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (l->fd < 0) {
+		snprintf(err, errcap, "socket: %s", strerror(errno));
+		return -1;
+	}
+	mode_t old = umask(0177); /* the file is born 0600: no window where others can connect */
+	int rc = bind(l->fd, (struct sockaddr *)&sa, sizeof sa);
+	int e = errno;
+	umask(old);
+	struct stat st;
+	if (rc < 0 || listen(l->fd, SOMAXCONN) < 0 || lstat(l->path, &st) < 0) {
+		snprintf(err, errcap, "cannot listen on %s: %s", l->path, strerror(rc < 0 ? e : errno));
+		return -1;
+	}
+	l->dev = st.st_dev;
+	l->ino = st.st_ino;
+	return 0;
+}
+
+int exp_listener_open(struct exp_listener *l, const char *path, char *err, size_t errcap)
+{
+	*l = (struct exp_listener){.fd = -1, .lock_fd = -1};
+	if (strlen(path) >= sizeof l->path) {
+		snprintf(err, errcap, "socket path too long (max %zu bytes): %s", sizeof l->path - 1, path);
+		return -1;
+	}
+	snprintf(l->path, sizeof l->path, "%s", path);
+	if (exp_mkdir_parents(path, 0700) < 0) {
+		snprintf(err, errcap, "cannot create the directory of %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (check_dir(path, err, errcap) < 0 || take_lock(l, err, errcap) < 0 ||
+	    remove_stale(l, err, errcap) < 0 || bind_listen(l, err, errcap) < 0) {
+		exp_listener_stop(l);
+		exp_listener_release(l);
+		return -1;
+	}
+	return 0;
+}
+
+void exp_listener_stop(struct exp_listener *l)
+{
+	if (l->fd < 0)
+		return;
+	close(l->fd);
+	l->fd = -1;
+	struct stat st;
+	if (lstat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
+		unlink(l->path);
+}
+
+void exp_listener_release(struct exp_listener *l)
+{
+	if (l->lock_fd >= 0)
+		close(l->lock_fd);
+	l->lock_fd = -1;
+}

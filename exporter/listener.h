@@ -1,0 +1,31 @@
+/* listener.h — the exporter's listening socket and its single-instance lock.
+ * One exporter per socket path: `<socket>.lock` (flock, held for the life of
+ * the process) serialises starts, so two exporters racing to replace a stale
+ * socket cannot both win. */
+#ifndef TRACESHIM_EXP_LISTENER_H
+#define TRACESHIM_EXP_LISTENER_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "config.h"
+
+struct exp_listener {
+	int fd, lock_fd;
+	char path[EXP_SUN_PATH_MAX];
+	dev_t dev;
+	ino_t ino;
+};
+
+/* Creates the parent directory (0700), takes the lock, removes a stale
+ * socket, binds (mode 0600) and listens (SOMAXCONN, non-blocking). On error
+ * returns -1 with a one-line reason in err — e.g. a live exporter answers. */
+int exp_listener_open(struct exp_listener *l, const char *path, char *err, size_t errcap);
+
+/* Stops listening and removes the socket file if it is still ours. */
+void exp_listener_stop(struct exp_listener *l);
+
+/* Releases the lock (after everything is flushed). */
+void exp_listener_release(struct exp_listener *l);
+
+#endif

@@ -1,0 +1,59 @@
+/* queue.h — the bounded FIFO between the receive loop (producer) and the
+ * export thread (consumer). Bounded twice: by span count
+ * (OTEL_BSP_MAX_QUEUE_SIZE) and by record bytes (TRACESHIM_QUEUE_MAX_BYTES),
+ * so neither many small nor a few huge spans can grow the daemon without
+ * limit. Spans over either bound are freed and counted (dropped_queue_full). */
+#ifndef TRACESHIM_EXP_QUEUE_H
+#define TRACESHIM_EXP_QUEUE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "resource.h"
+
+/* One validated span record, copied out of its frame. Holds a reference to
+ * the resource of the connection it came from. */
+struct exp_span {
+	struct exp_span *next;
+	struct exp_resource *res;
+	uint16_t len;
+	uint8_t rec[];
+};
+
+/* NULL when out of memory. Takes a new reference on res. */
+struct exp_span *exp_span_new(struct exp_resource *res, const uint8_t *rec, uint16_t len);
+/* Frees a whole list, dropping the resource references. */
+void exp_span_free_list(struct exp_span *list);
+
+struct exp_queue {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* signalled at batch size and on close */
+	struct exp_span *head, **tailp;
+	size_t n, bytes;
+	size_t max_spans, max_bytes, batch_size;
+	bool closed;
+};
+
+int exp_queue_init(struct exp_queue *q, size_t max_spans, size_t max_bytes, size_t batch_size);
+/* Frees whatever is still queued. */
+void exp_queue_destroy(struct exp_queue *q);
+
+/* Takes ownership of the n spans of `list`: queues the longest prefix that
+ * fits, frees the rest and returns how many it freed. After close, frees all. */
+size_t exp_queue_push(struct exp_queue *q, struct exp_span *list, size_t n);
+
+/* Waits until batch_size spans are queued, the queue is closed, or the
+ * CLOCK_MONOTONIC `deadline` passes; then detaches up to batch_size spans
+ * into *out (NULL when none) and returns their count. *done is set once the
+ * queue is closed and empty: the consumer's signal to stop. */
+size_t exp_queue_take(struct exp_queue *q, const struct timespec *deadline,
+		      struct exp_span **out, bool *done);
+
+/* No more pushes; the consumer takes the rest without waiting. */
+void exp_queue_close(struct exp_queue *q);
+
+size_t exp_queue_depth(struct exp_queue *q);
+
+#endif

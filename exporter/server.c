@@ -1,0 +1,372 @@
+/* server.c — see server.h. */
+#include "server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "stats.h"
+
+#define FRAMES_PER_WAKEUP 64 /* then let other connections have a turn */
+#define DRAIN_MAX_FRAMES 4096 /* per connection at shutdown: a bound, not a target */
+#define ACCEPT_PAUSE_MS 100  /* out of file descriptors: retry accepting after this */
+
+/* ---- connections -------------------------------------------------------- */
+
+static void conn_close(struct exp_server *s, struct exp_conn *c)
+{
+	close(c->fd); /* also removes it from the epoll set */
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	exp_resource_unref(c->res);
+	s->n_conns--;
+	free(c);
+}
+
+/* Same uid as the exporter, or root: spans can carry URLs and headers of
+ * other users' programs, so another uid's process must not inject or read. */
+static bool peer_allowed(int fd, pid_t *pid)
+{
+	struct ucred cr;
+	socklen_t len = sizeof cr;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return false;
+	*pid = cr.pid;
+	return cr.uid == geteuid() || cr.uid == 0;
+}
+
+static void admit(struct exp_server *s, int fd)
+{
+	pid_t pid = 0;
+	if (!peer_allowed(fd, &pid)) {
+		STAT_ADD(connections_refused, 1);
+		log_info("refused a connection from pid %ld: different uid", (long)pid);
+		close(fd);
+		return;
+	}
+	struct exp_conn *c = calloc(1, sizeof *c);
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+	if (!c || epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		log_error("cannot take a new connection: %s", c ? strerror(errno) : "out of memory");
+		STAT_ADD(connections_refused, 1);
+		free(c);
+		close(fd);
+		return;
+	}
+	*c = (struct exp_conn){.kind = EXP_EP_CONN, .fd = fd, .pid = pid, .next = s->conns};
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->n_conns++;
+	STAT_ADD(connections_total, 1);
+	log_debug("connection from pid %ld (%zu open)", (long)pid, s->n_conns);
+}
+
+static void pause_accepting(struct exp_server *s)
+{
+	struct epoll_event ev = {.events = 0, .data.ptr = &s->listener_tag};
+	epoll_ctl(s->epfd, EPOLL_CTL_MOD, s->listener->fd, &ev);
+	clock_gettime(CLOCK_MONOTONIC, &s->resume_at);
+	s->resume_at.tv_nsec += ACCEPT_PAUSE_MS * 1000000L;
+	if (s->resume_at.tv_nsec >= 1000000000L) {
+		s->resume_at.tv_sec++;
+		s->resume_at.tv_nsec -= 1000000000L;
+	}
+	s->accept_paused = true;
+	log_warn("out of file descriptors with %zu connections: pausing accept", s->n_conns);
+}
+
+/* Returns after `max` connections, or when none is pending. */
+static void accept_pending(struct exp_server *s, int max)
+{
+	for (int i = 0; i < max; i++) {
+		int fd = accept4(s->listener->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			admit(s, fd);
+			continue;
+		}
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		/* A level-triggered listener would spin on EMFILE: back off instead;
+		 * waiting clients stay in the backlog. */
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			pause_accepting(s);
+		return;
+	}
+}
+
+static void maybe_resume_accepting(struct exp_server *s)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!s->accept_paused || now.tv_sec < s->resume_at.tv_sec ||
+	    (now.tv_sec == s->resume_at.tv_sec && now.tv_nsec < s->resume_at.tv_nsec))
+		return;
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &s->listener_tag};
+	epoll_ctl(s->epfd, EPOLL_CTL_MOD, s->listener->fd, &ev);
+	s->accept_paused = false;
+}
+
+static int epoll_timeout(const struct exp_server *s)
+{
+	return s->accept_paused ? ACCEPT_PAUSE_MS : -1;
+}
+
+/* ---- frames ------------------------------------------------------------- */
+
+static void malformed(struct exp_server *s, struct exp_conn *c, const char *why)
+{
+	(void)s;
+	STAT_ADD(dropped_malformed_frames, 1);
+	if (!c->warned)
+		log_info("pid %ld sent a malformed frame (%s); dropped, further ones logged at debug",
+			 (long)c->pid, why);
+	else
+		log_debug("pid %ld: malformed frame (%s)", (long)c->pid, why);
+	c->warned = true;
+}
+
+static bool on_hello(struct exp_server *s, struct exp_conn *c, const uint8_t *p, size_t len)
+{
+	(void)s;
+	bool oom;
+	struct exp_resource *r = exp_resource_from_hello(p, len, &oom);
+	if (!r) {
+		if (oom) /* not the client's fault: keep its previous resource */
+			log_error("out of memory for the resource of pid %ld", (long)c->pid);
+		return oom;
+	}
+	exp_resource_unref(c->res); /* a second HELLO replaces the resource */
+	c->res = r;
+	return true;
+}
+
+/* Every record must decode, and nothing may follow the last one: a SPANS
+ * frame is accepted whole or not at all. */
+static bool spans_valid(struct exp_server *s, const uint8_t *p, size_t len, uint16_t *count)
+{
+	struct ts_rbuf r;
+	ts_rbuf_init(&r, p, len);
+	*count = ts_get_u16(&r);
+	for (uint16_t i = 0; !r.bad && i < *count; i++)
+		ts_span_decode(&r, &s->view);
+	return !r.bad && r.off == len;
+}
+
+/* Copies the (validated) records out and queues them. */
+static void queue_spans(struct exp_server *s, struct exp_conn *c, const uint8_t *p, uint16_t count)
+{
+	struct exp_resource *res = c->res ? c->res : s->unknown;
+	struct exp_span *head = NULL, **tail = &head;
+	size_t off = 2, made = 0;
+	for (uint16_t i = 0; i < count; i++) {
+		uint16_t rlen;
+		memcpy(&rlen, p + off, 2);
+		struct exp_span *sp = exp_span_new(res, p + off, rlen);
+		if (!sp)
+			break;
+		*tail = sp;
+		tail = &sp->next;
+		off += rlen;
+		made++;
+	}
+	size_t dropped = (count - made) + exp_queue_push(s->queue, head, made);
+	STAT_ADD(received_spans, count);
+	if (dropped) {
+		STAT_ADD(dropped_queue_full, dropped);
+		log_debug("queue full: dropped %zu spans from pid %ld", dropped, (long)c->pid);
+	}
+}
+
+static bool on_spans(struct exp_server *s, struct exp_conn *c, const uint8_t *p, size_t len)
+{
+	uint16_t count;
+	if (!spans_valid(s, p, len, &count))
+		return false;
+	queue_spans(s, c, p, count);
+	return true;
+}
+
+/* The reply is best effort: a client that does not read it loses it. */
+static bool on_status_req(struct exp_server *s, struct exp_conn *c, size_t len)
+{
+	if (len != 0)
+		return false;
+	sbuf_reset(&s->status);
+	exp_status_text(&s->status, s->cfg, exp_queue_depth(s->queue));
+	struct ts_wbuf w;
+	ts_wbuf_init(&w, s->out, sizeof s->out);
+	ts_frame_begin(&w, TS_FRAME_STATUS, 0);
+	size_t room = sizeof s->out - TS_FRAME_HEADER_SIZE;
+	ts_put_bytes(&w, s->status.p, s->status.len < room ? s->status.len : room);
+	if (!s->status.oom && ts_frame_finish(&w) &&
+	    send(c->fd, s->out, w.len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("status reply to pid %ld: %s", (long)c->pid, strerror(errno));
+	return true;
+}
+
+static void handle_frame(struct exp_server *s, struct exp_conn *c, size_t n)
+{
+	struct ts_frame_header h;
+	if (!ts_frame_parse_header(s->in, n, &h)) {
+		malformed(s, c, "bad header");
+		return;
+	}
+	const uint8_t *payload = s->in + TS_FRAME_HEADER_SIZE;
+	bool ok = false;
+	switch (h.type) {
+	case TS_FRAME_HELLO:
+		ok = on_hello(s, c, payload, h.length);
+		break;
+	case TS_FRAME_SPANS:
+		ok = on_spans(s, c, payload, h.length);
+		break;
+	case TS_FRAME_STATUS_REQ:
+		ok = on_status_req(s, c, h.length);
+		break;
+	default: /* STATUS travels the other way */
+		break;
+	}
+	if (!ok) {
+		malformed(s, c, "bad payload");
+		return;
+	}
+	STAT_ADD(dropped_client, h.dropped);
+}
+
+/* 1: a frame was read (and handled), 0: none pending, -1: connection gone. */
+static int read_frame(struct exp_server *s, struct exp_conn *c)
+{
+	struct iovec iov = {.iov_base = s->in, .iov_len = sizeof s->in};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+	/* MSG_TRUNC: the return value is the real size even if it did not fit. */
+	ssize_t n = recvmsg(c->fd, &m, MSG_DONTWAIT | MSG_TRUNC);
+	if (n < 0)
+		return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
+	if (n == 0) /* EOF (an empty message reads the same; closing is fine for it) */
+		return -1;
+	if ((size_t)n > sizeof s->in || (m.msg_flags & MSG_TRUNC)) {
+		STAT_ADD(dropped_oversized_frames, 1);
+		log_debug("pid %ld: %zd-byte frame over the %d limit", (long)c->pid, n, TS_FRAME_MAX);
+		return 1;
+	}
+	handle_frame(s, c, (size_t)n);
+	return 1;
+}
+
+/* Returns false when the connection was closed. */
+static bool conn_drain(struct exp_server *s, struct exp_conn *c, int max)
+{
+	for (int i = 0; i < max; i++) {
+		int r = read_frame(s, c);
+		if (r < 0) {
+			log_debug("pid %ld disconnected", (long)c->pid);
+			conn_close(s, c);
+			return false;
+		}
+		if (r == 0)
+			break;
+	}
+	return true;
+}
+
+/* ---- loop --------------------------------------------------------------- */
+
+static void on_signal(struct exp_server *s)
+{
+	struct signalfd_siginfo si;
+	if (read(s->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+		log_info("signal %u: stopping", si.ssi_signo);
+		s->stopping = true;
+	}
+}
+
+static void dispatch(struct exp_server *s, struct epoll_event *ev)
+{
+	enum exp_ep_kind *kind = ev->data.ptr;
+	if (*kind == EXP_EP_LISTENER)
+		accept_pending(s, 64);
+	else if (*kind == EXP_EP_SIGNAL)
+		on_signal(s);
+	else
+		conn_drain(s, (struct exp_conn *)kind, FRAMES_PER_WAKEUP);
+}
+
+/* Connections already in the backlog count as "already sent": take them and
+ * everything they wrote before we stop. */
+static void shutdown_drain(struct exp_server *s)
+{
+	if (!s->accept_paused)
+		accept_pending(s, 1 << 16);
+	exp_listener_stop(s->listener);
+	while (s->conns) {
+		struct exp_conn *c = s->conns;
+		if (conn_drain(s, c, DRAIN_MAX_FRAMES))
+			conn_close(s, c);
+	}
+}
+
+void exp_server_run(struct exp_server *s)
+{
+	struct epoll_event ev[64];
+	while (!s->stopping) {
+		int n = epoll_wait(s->epfd, ev, 64, epoll_timeout(s));
+		if (n < 0 && errno != EINTR) {
+			log_error("epoll_wait: %s", strerror(errno));
+			break;
+		}
+		maybe_resume_accepting(s);
+		for (int i = 0; i < n; i++)
+			dispatch(s, &ev[i]);
+	}
+	shutdown_drain(s);
+}
+
+static int watch(struct exp_server *s, int fd, enum exp_ep_kind *tag)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag};
+	return epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int exp_server_init(struct exp_server *s, const struct exp_config *cfg, struct exp_listener *l,
+		    struct exp_queue *q, int sigfd, char *err, size_t errcap)
+{
+	s->cfg = cfg;
+	s->listener = l;
+	s->queue = q;
+	s->sigfd = sigfd;
+	s->conns = NULL;
+	s->n_conns = 0;
+	s->stopping = s->accept_paused = false;
+	s->listener_tag = EXP_EP_LISTENER;
+	s->signal_tag = EXP_EP_SIGNAL;
+	sbuf_init(&s->status);
+	s->unknown = exp_resource_unknown();
+	s->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (!s->unknown || s->epfd < 0 || watch(s, l->fd, &s->listener_tag) < 0 ||
+	    watch(s, sigfd, &s->signal_tag) < 0) {
+		snprintf(err, errcap, "cannot set up the event loop: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+void exp_server_destroy(struct exp_server *s)
+{
+	while (s->conns)
+		conn_close(s, s->conns);
+	if (s->epfd >= 0)
+		close(s->epfd);
+	exp_resource_unref(s->unknown);
+	sbuf_free(&s->status);
+}
