@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # demo.sh — see traceshim work in one command:
 #   1. bootstrap (install what is missing, build),
-#   2. serve a page with python3's http.server on a free 127.0.0.1 port,
+#   2. serve a page with python3's http.server on a free 127.0.0.1 port, traced,
 #   3. scripts/traceshim run -- curl -s http://localhost:PORT/
 #   4. scripts/traceshim show --last 1   (the trace, from the exporter's file)
 #
@@ -35,7 +35,8 @@ trap cleanup EXIT
 mkdir "$demo/www"
 printf '<!doctype html>\n<title>traceshim demo</title>\n<p>Hello from the traceshim demo.</p>\n' >"$demo/www/index.html"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 -m http.server --bind 127.0.0.1 --directory "$demo/www" "$port" >"$demo/http.log" 2>&1 &
+# The server runs traced too: the trace crosses both processes.
+"$traceshim" run -- python3 -m http.server --bind 127.0.0.1 --directory "$demo/www" "$port" >"$demo/http.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 100); do
   curl -s -o /dev/null "http://127.0.0.1:$port/" && break
@@ -48,7 +49,7 @@ echo
 
 # The exporter writes a batch shortly after the process ends.
 for _ in $(seq 100); do
-  grep -q '"name": *"curl"' "$TRACESHIM_FILE" 2>/dev/null && break
+  grep -q '"kind": *2' "$TRACESHIM_FILE" 2>/dev/null && break  # the server's span is there
   sleep 0.1
 done
 echo "\$ scripts/traceshim show --last 1"
