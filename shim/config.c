@@ -47,6 +47,17 @@ enum ts_log_level ts_parse_log_level(const char *s)
 	return ts_parse_bool(s, false) ? TS_LOG_INFO : TS_LOG_OFF;
 }
 
+enum ts_stacktraces ts_parse_stacktraces(const char *s)
+{
+	if (!s || !*s || !strcasecmp(s, "errors"))
+		return TS_STACK_ERRORS;
+	if (!strcasecmp(s, "all"))
+		return TS_STACK_ALL;
+	if (!strcasecmp(s, "off") || !ts_parse_bool(s, true))
+		return TS_STACK_OFF;
+	return TS_STACK_ERRORS;
+}
+
 enum ts_sampler ts_parse_sampler(const char *name, const char *arg, double *ratio)
 {
 	static const struct {
@@ -144,6 +155,8 @@ void ts_config_load(struct ts_config *c, ts_getenv_fn fn)
 	c->log_level = ts_parse_log_level(env(fn, "TRACESHIM_LOG"));
 	c->flush_ms = ts_parse_ms(env(fn, "TRACESHIM_FLUSH_MS"), 100, 1000);
 	c->exit_flush_ms = ts_parse_ms(env(fn, "TRACESHIM_EXIT_FLUSH_MS"), 200, 10000);
+	c->max_trace_seconds = ts_parse_ms(env(fn, "TRACESHIM_MAX_TRACE_SECONDS"), 3600, 366u * 86400u);
+	c->stacktraces = ts_parse_stacktraces(env(fn, "TRACESHIM_STACKTRACES"));
 	copy(c->service_name, sizeof c->service_name, env(fn, "OTEL_SERVICE_NAME"));
 	copy(c->resource_attrs, sizeof c->resource_attrs, env(fn, "OTEL_RESOURCE_ATTRIBUTES"));
 	if (ts_default_socket_path(c->socket_path, sizeof c->socket_path, fn) != 0)

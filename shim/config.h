@@ -25,7 +25,10 @@
 	X(TRACESHIM_EXIT_FLUSH_MS, "200", "longest the exit path waits for a busy exporter")         \
 	X(TRACEPARENT, "", "W3C traceparent of the parent process (env carrier)")                   \
 	X(TRACESTATE, "", "W3C tracestate of the parent process (env carrier)")                     \
-	X(BAGGAGE, "", "W3C baggage carried into the process (env carrier)")
+	X(BAGGAGE, "", "W3C baggage carried into the process (env carrier)")                         \
+	X(TRACESHIM_RUN_ID, "", "traceshim.run.id of the process tree; set by its first process")    \
+	X(TRACESHIM_MAX_TRACE_SECONDS, "3600", "process span age that starts a new trace; 0: never") \
+	X(TRACESHIM_STACKTRACES, "errors", "code.stacktrace on: off|errors|all spans")
 
 enum ts_sampler {
 	TS_SAMPLER_ALWAYS_ON,
@@ -38,6 +41,8 @@ enum ts_sampler {
 
 enum ts_log_level { TS_LOG_OFF, TS_LOG_ERROR, TS_LOG_WARN, TS_LOG_INFO, TS_LOG_DEBUG };
 
+enum ts_stacktraces { TS_STACK_ERRORS = 0, TS_STACK_OFF, TS_STACK_ALL };
+
 struct ts_config {
 	bool disabled;
 	enum ts_sampler sampler;
@@ -45,6 +50,8 @@ struct ts_config {
 	bool propagate_tracecontext, propagate_baggage;
 	enum ts_log_level log_level;
 	uint32_t flush_ms, exit_flush_ms;
+	uint32_t max_trace_seconds; /* 0: a trace never splits */
+	enum ts_stacktraces stacktraces;
 	char service_name[256];
 	char resource_attrs[2048]; /* raw OTEL_RESOURCE_ATTRIBUTES, parsed by ts_kv_next */
 	char socket_path[108];     /* sizeof(sun_path) */
@@ -55,6 +62,7 @@ void ts_config_load(struct ts_config *c, ts_getenv_fn getenv_fn);
 bool ts_parse_bool(const char *s, bool dflt);
 uint32_t ts_parse_ms(const char *s, uint32_t dflt, uint32_t max);
 enum ts_log_level ts_parse_log_level(const char *s);
+enum ts_stacktraces ts_parse_stacktraces(const char *s);
 /* OTEL_TRACES_SAMPLER (+ _ARG); unknown names fall back to the default, as the spec says. */
 enum ts_sampler ts_parse_sampler(const char *name, const char *arg, double *ratio);
 

@@ -1,23 +1,48 @@
 /* process.c — the process span, the resource, and every exit path we can see:
  * exit() (on_exit handler, which also gives the status), return from main,
- * _exit/_Exit (hooked), fatal signals whose disposition was the default. */
+ * _exit/_Exit (hooked), fatal signals whose disposition was the default, and
+ * exec (the image is replaced: hooks/exec.c).
+ *
+ * The process span may come in segments (docs/PROCESS_MODEL.md):
+ *   - a long job is split every TRACESHIM_MAX_TRACE_SECONDS into a new trace,
+ *     each segment linked to the previous one (ts_process_split);
+ *   - an exec that fails leaves the image running: a new segment, linked;
+ *   - a forked child that execs before doing anything traced is never
+ *     reported: the exec'd image stands for it (fork+exec = one process).
+ * proc_mu serialises everyone who ends or replaces proc_span; span starts
+ * only ever trylock it, so a split never makes a span start wait. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "envcarrier.h"
 #include "fdtable.h"
 #include "ids.h"
+#include "proto/w3c.h"
 #include "shim.h"
+
+extern char **environ;
 
 TS_REAL(read, ssize_t, (int, void *, size_t))
 TS_REAL(close, int, (int))
 
 static struct ts_span proc_span;
 static _Atomic int proc_ended;
+static pthread_mutex_t proc_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct ts_ctx proc_parent;   /* parent of the current segment (invalid: a root) */
+static bool proc_from_fork;         /* the current segment began in a forked child */
+static unsigned proc_segment = 1;
+static bool on_exit_registered;
+_Atomic uint64_t ts_segment_deadline_ns = UINT64_MAX;
+_Atomic bool ts_process_used;
+static char run_id[65];
 static uint8_t resource[TS_FRAME_MAX / 2 - 64];
 static size_t resource_len;
 static char exe_path[512];
@@ -83,7 +108,7 @@ static void attr_int(struct ts_wbuf *w, uint8_t *n, const char *k, int64_t v)
 
 static bool is_ours(const char *k)
 {
-	static const char *ours[] = {"service.name", "process.pid", "process.parent_pid",
+	static const char *ours[] = {"service.name", "process.pid", "process.parent_pid", "traceshim.run.id",
 				     "process.executable.name", "process.executable.path",
 				     "process.command_args", "host.name", "telemetry.sdk.name",
 				     "telemetry.sdk.version", "telemetry.sdk.language"};
@@ -134,6 +159,7 @@ void ts_resource_rebuild(void)
 		attr_str(&w, &n, "host.name", u.nodename);
 	attr_str(&w, &n, "telemetry.sdk.name", "traceshim");
 	attr_str(&w, &n, "telemetry.sdk.version", TRACESHIM_VERSION);
+	attr_str(&w, &n, "traceshim.run.id", run_id);
 	cur = ts_cfg.resource_attrs;
 	while (n < TS_MAX_ATTRS && ts_kv_next(&cur, key, sizeof key, val, sizeof val))
 		if (!is_ours(key))
@@ -149,27 +175,148 @@ void ts_resource_rebuild(void)
 	resource_len = (w.overflow || out.overflow) ? 0 : out.len;
 }
 
-/* TRACEPARENT from the environment (env-carrier convention). */
+/* TRACEPARENT from the environment (env-carrier convention). TRACESTATE and
+ * BAGGAGE are read into ts_process_extras by ts_http_init. */
 static bool env_parent(struct ts_ctx *c)
 {
 	const char *tp = getenv("TRACEPARENT");
-	if (!tp || strlen(tp) < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
+	struct w3c_traceparent p;
+	if (!ts_cfg.propagate_tracecontext || !tp || !w3c_traceparent_parse(tp, strlen(tp), &p))
 		return false;
-	if (tp[0] == 'f' && tp[1] == 'f')
-		return false;
-	if (tp[0] == '0' && tp[1] == '0' && tp[55] != 0)
-		return false;
-	uint8_t ver, fl;
-	static const uint8_t zero[16];
-	if (!ts_unhex(tp, 1, &ver) || !ts_unhex(tp + 3, 16, c->trace_id) || !ts_unhex(tp + 36, 8, c->span_id) ||
-	    !ts_unhex(tp + 53, 1, &fl))
-		return false;
-	if (!memcmp(c->trace_id, zero, 16) || !memcmp(c->span_id, zero, 8))
-		return false;
-	c->flags = fl;
+	memcpy(c->trace_id, p.trace_id, 16);
+	memcpy(c->span_id, p.span_id, 8);
+	c->flags = p.flags;
 	c->valid = true;
 	c->remote = true;
 	return true;
+}
+
+/* traceshim.run.id: inherited through TRACESHIM_RUN_ID, else this process is
+ * the first of its tree and makes one up. */
+static void load_run_id(void)
+{
+	const char *r = getenv("TRACESHIM_RUN_ID");
+	size_t n = r ? strlen(r) : 0;
+	bool ok = n > 0 && n < sizeof run_id;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (r[i] >= '0' && r[i] <= '9') || (r[i] >= 'a' && r[i] <= 'z') || (r[i] >= 'A' && r[i] <= 'Z') ||
+		     r[i] == '-' || r[i] == '_' || r[i] == '.';
+	if (ok) {
+		memcpy(run_id, r, n + 1);
+		return;
+	}
+	uint8_t id[16];
+	ts_new_trace_id(id);
+	ts_hex(id, 16, run_id);
+}
+
+/* ---- what a child process inherits (hooks/exec.c, hooks/spawn.c) -------------- */
+
+#define KEEP_MAX 32
+static char keep_buf[4096];
+static const char *keep_vec[KEEP_MAX];
+static unsigned keep_n;
+static char preload_path[PATH_MAX];
+
+static void keep_add(const char *name, size_t name_len, const char *val, size_t *used)
+{
+	size_t n = name_len + 1 + strlen(val) + 1;
+	if (keep_n >= KEEP_MAX || *used + n > sizeof keep_buf)
+		return;
+	char *p = keep_buf + *used;
+	memcpy(p, name, name_len);
+	p[name_len] = '=';
+	memcpy(p + name_len + 1, val, n - name_len - 1);
+	keep_vec[keep_n++] = p;
+	*used += n;
+}
+
+/* The tracing configuration of the tree (TRACESHIM_*, OTEL_*) as it was when
+ * this image started, copied: the application may rewrite its environment
+ * block (setproctitle) or unsetenv. A child whose envp lacks one of them gets
+ * it back, so `env -i`-style callers still reach the same exporter with the
+ * same settings. TRACESHIM_SOCKET is always in: the path this process uses. */
+static void snapshot_env(void)
+{
+	size_t used = 0;
+	bool have_socket = false;
+	for (char **e = environ; e && *e; e++) {
+		if (strncmp(*e, "TRACESHIM_", 10) && strncmp(*e, "OTEL_", 5))
+			continue;
+		const char *eq = strchr(*e, '=');
+		if (!eq || !strncmp(*e, "TRACESHIM_RUN_ID=", 17))
+			continue;
+		have_socket |= !strncmp(*e, "TRACESHIM_SOCKET=", 17);
+		keep_add(*e, (size_t)(eq - *e), eq + 1, &used);
+	}
+	if (!have_socket && ts_cfg.socket_path[0])
+		keep_add("TRACESHIM_SOCKET", 16, ts_cfg.socket_path, &used);
+}
+
+/* Our own file, absolute, for LD_PRELOAD in children whose caller dropped it. */
+static void find_preload_path(void)
+{
+	Dl_info di;
+	preload_path[0] = 0;
+	if (!dladdr(&proc_span, &di) || !di.dli_fname || !*di.dli_fname)
+		return;
+	if (!realpath(di.dli_fname, preload_path))
+		snprintf(preload_path, sizeof preload_path, "%s", di.dli_fname);
+}
+
+bool ts_foreign_child(void) { return getpid() != ts_pid; }
+
+/* Fills c with what a child gets. exec: this image is being replaced.
+ * foreign: the caller is a vfork/clone child — read state, write none but
+ * the one flag that keeps our segment from being elided. */
+void ts_process_carrier(struct ts_carrier *c, bool exec, bool foreign)
+{
+	memset(c, 0, sizeof *c);
+	struct ts_ctx parent;
+	const struct ts_extras *x;
+	if (foreign) {
+		parent = *ts_ctx_current();
+		x = ts_extras_current();
+		atomic_store_explicit(&ts_process_used, true, memory_order_relaxed);
+	} else {
+		uint64_t now = ts_now_ns();
+		if (TS_UNLIKELY(now >= atomic_load_explicit(&ts_segment_deadline_ns, memory_order_relaxed)))
+			ts_process_split(now);
+		const struct ts_ctx *cur = ts_ctx_current();
+		parent = *cur;
+		x = ts_extras_current();
+		if (exec && cur == &ts_process_ctx && proc_from_fork && proc_parent.valid &&
+		    !atomic_load(&ts_process_used)) {
+			/* fork + exec with nothing traced in between: the new image is
+			 * the child of whatever our fork segment's parent was. */
+			parent = proc_parent;
+			c->elide = true;
+		} else {
+			atomic_store_explicit(&ts_process_used, true, memory_order_relaxed);
+		}
+	}
+	if (ts_cfg.propagate_tracecontext) {
+		if (parent.valid) {
+			struct w3c_traceparent tp = {.version = 0, .flags = parent.flags};
+			memcpy(tp.trace_id, parent.trace_id, 16);
+			memcpy(tp.span_id, parent.span_id, 8);
+			w3c_traceparent_format(&tp, c->traceparent);
+			ts_envc_set(&c->spec, "TRACEPARENT", c->traceparent, W3C_TRACEPARENT_LEN);
+		} else {
+			ts_envc_set(&c->spec, "TRACEPARENT", NULL, 0);
+		}
+		bool has = parent.valid && x && x->tracestate_len;
+		ts_envc_set(&c->spec, "TRACESTATE", has ? x->tracestate : NULL, has ? x->tracestate_len : 0);
+	}
+	if (ts_cfg.propagate_baggage) {
+		bool has = x && x->baggage_len;
+		ts_envc_set(&c->spec, "BAGGAGE", has ? x->baggage : NULL, has ? x->baggage_len : 0);
+	}
+	ts_envc_set(&c->spec, "TRACESHIM_RUN_ID", run_id, strlen(run_id));
+	c->spec.keep = keep_vec;
+	c->spec.n_keep = keep_n;
+	c->spec.preload = preload_path[0] ? preload_path : NULL;
+	c->active = true;
 }
 
 /* ---- fatal signals ----------------------------------------------------------- */
@@ -205,6 +352,119 @@ static void install_signal_handlers(void)
 	}
 }
 
+/* ---- segments ---------------------------------------------------------------- */
+
+static uint64_t deadline_after(uint64_t start)
+{
+	if (!ts_cfg.max_trace_seconds)
+		return UINT64_MAX;
+	return start + (uint64_t)ts_cfg.max_trace_seconds * 1000000000ull;
+}
+
+/* Starts proc_span as a new segment; the caller holds proc_mu (or is alone). */
+static void begin_segment(const struct ts_ctx *parent, uint64_t start)
+{
+	struct ts_ctx none = {0};
+	atomic_store(&ts_segment_deadline_ns, UINT64_MAX); /* no split from our own span start */
+	proc_parent = parent ? *parent : none;
+	ts_span_start_at(&proc_span, exe_name, TS_KIND_INTERNAL, &proc_parent, start);
+	ts_span_ctx(&proc_span, &ts_process_ctx);
+	atomic_store(&proc_ended, 0);
+	atomic_store(&ts_process_used, false);
+	atomic_store(&ts_segment_deadline_ns, deadline_after(start));
+}
+
+/* A segment that follows a reported one: numbered and linked to it. */
+static void begin_next_segment(const struct ts_ctx *parent, uint64_t start, const uint8_t prev_trace[16],
+			       const uint8_t prev_span[8])
+{
+	proc_segment++;
+	begin_segment(parent, start);
+	ts_span_attr_int(&proc_span, "traceshim.segment", proc_segment);
+	ts_span_link(&proc_span, prev_trace, prev_span);
+	atomic_store(&ts_process_used, true); /* never elided: its predecessor was reported */
+}
+
+/* Ends the current segment; caller holds proc_mu. False if it had ended. */
+static bool end_segment(uint64_t end, const char *why, uint8_t trace[16], uint8_t span[8])
+{
+	int expected = 0;
+	if (!atomic_compare_exchange_strong(&proc_ended, &expected, 1))
+		return false;
+	memcpy(trace, proc_span.trace_id, 16);
+	memcpy(span, proc_span.span_id, 8);
+	if (proc_segment > 1 || !strcmp(why, "split"))
+		ts_span_attr_int(&proc_span, "traceshim.segment", proc_segment);
+	ts_span_attr_str(&proc_span, "traceshim.process.end", why);
+	ts_span_end_at(&proc_span, end);
+	return true;
+}
+
+/* Called from a span start (ts_process_tick) or a spawn once the segment is
+ * older than TRACESHIM_MAX_TRACE_SECONDS. One thread does the split; the
+ * others go on in the old segment meanwhile, and a thread whose own context
+ * is a span of the old trace keeps it until that span ends. */
+void ts_process_split(uint64_t now)
+{
+	uint64_t due = atomic_load(&ts_segment_deadline_ns);
+	if (now < due || !atomic_compare_exchange_strong(&ts_segment_deadline_ns, &due, UINT64_MAX))
+		return;
+	if (ts_signal_path || ts_foreign_child() || pthread_mutex_trylock(&proc_mu) != 0) {
+		atomic_store(&ts_segment_deadline_ns, due); /* not now; the next span tries again */
+		return;
+	}
+	int saved = errno;
+	ts_in_shim++;
+	uint8_t trace[16], span[8];
+	if (end_segment(now, "split", trace, span)) {
+		struct ts_ctx none = {0};
+		begin_next_segment(&none, now, trace, span);
+		/* tracestate belongs to the old trace; baggage is the application's and stays */
+		ts_process_extras.tracestate_len = 0;
+		ts_debug("process span split: segment %u", proc_segment);
+	} /* else the process has ended (exec, exit): the deadline stays off */
+	ts_in_shim--;
+	pthread_mutex_unlock(&proc_mu);
+	errno = saved;
+}
+
+/* ---- exec -------------------------------------------------------------------- */
+
+/* The image is about to be replaced: end this segment and send everything,
+ * since nothing of this image survives a successful exec. */
+void ts_process_exec_begin(const struct ts_carrier *c)
+{
+	if (c->elide)
+		return; /* nothing to report, nothing queued (the ring was empty at fork) */
+	uint8_t trace[16], span[8];
+	pthread_mutex_lock(&proc_mu);
+	ts_in_shim++;
+	end_segment(ts_now_ns(), "exec", trace, span);
+	ts_in_shim--;
+	pthread_mutex_unlock(&proc_mu);
+	ts_transport_flush(ts_cfg.exit_flush_ms);
+}
+
+/* exec returned: the image goes on. A new segment, child of the same parent
+ * and linked to the one exec ended, keeps it traced. */
+void ts_process_exec_failed(const struct ts_carrier *c)
+{
+	if (c->elide)
+		return; /* the fork segment was never ended: it simply goes on */
+	pthread_mutex_lock(&proc_mu);
+	ts_in_shim++;
+	if (atomic_load(&proc_ended)) {
+		uint8_t trace[16], span[8];
+		memcpy(trace, proc_span.trace_id, 16);
+		memcpy(span, proc_span.span_id, 8);
+		struct ts_ctx parent = proc_parent;
+		begin_next_segment(&parent, ts_now_ns(), trace, span);
+		ts_span_attr_str(&proc_span, "traceshim.process.origin", "exec_failed");
+	}
+	ts_in_shim--;
+	pthread_mutex_unlock(&proc_mu);
+}
+
 /* ---- start and end ----------------------------------------------------------- */
 
 static void on_exit_handler(int status, void *arg)
@@ -213,53 +473,107 @@ static void on_exit_handler(int status, void *arg)
 	ts_process_end(status, 0);
 }
 
+/* For a preloaded library the destructor runs BEFORE its on_exit handler:
+ * our constructor registers the handler before __libc_start_main registers
+ * _dl_fini, and exit handlers run last-in first-out. Ending here would lose
+ * the exit status, so the destructor only stands in when there is no handler.
+ * Nothing the handler needs is torn down by destructors. */
 __attribute__((destructor)) static void ts_destructor(void)
 {
-	if (atomic_load(&ts_init_state) == TS_INIT_DONE && ts_enabled)
+	if (atomic_load(&ts_init_state) == TS_INIT_DONE && ts_enabled && !on_exit_registered)
 		ts_process_end(-1, 0);
 }
 
-static void begin_process_span(const struct ts_ctx *parent)
+static __thread bool fork_locked TS_TLS; /* this thread's fork holds proc_mu */
+
+/* A fork is activity: it may split an old segment first (the child must be
+ * born in the new trace), and the segment can no longer be elided. proc_mu
+ * is held across fork so the child never copies a half-made segment. */
+static void fork_prepare(void)
 {
-	struct ts_ctx none = {0};
-	ts_span_start(&proc_span, exe_name, TS_KIND_INTERNAL, parent ? parent : &none);
-	ts_span_ctx(&proc_span, &ts_process_ctx);
-	atomic_store(&proc_ended, 0);
-	ts_resource_rebuild();
+	ts_process_tick(ts_now_ns());
+	fork_locked = !ts_foreign_child() && pthread_mutex_lock(&proc_mu) == 0;
+}
+
+static void fork_parent(void)
+{
+	if (fork_locked)
+		pthread_mutex_unlock(&proc_mu);
+	fork_locked = false;
 }
 
 void ts_process_start(const struct ts_ctx *parent)
 {
 	(void)parent;
 	read_exe();
+	load_run_id();
+	snapshot_env();
+	find_preload_path();
 	struct ts_ctx env;
-	begin_process_span(env_parent(&env) ? &env : NULL);
-	on_exit(on_exit_handler, NULL);
+	begin_segment(env_parent(&env) ? &env : NULL, ts_now_ns());
+	ts_resource_rebuild();
+	on_exit_registered = on_exit(on_exit_handler, NULL) == 0;
 	install_signal_handlers();
+	pthread_atfork(fork_prepare, fork_parent, NULL); /* the child side: ts_process_atfork_child */
 }
 
+/* The child of fork(): a new process identity. Its spans belong under its
+ * own process span — the forking thread's request context is where that
+ * process span hangs, not where the child's spans go — and the request's
+ * tracestate/baggage become the child's process extras. */
 void ts_process_atfork_child(const struct ts_ctx *at_fork)
 {
-	begin_process_span(at_fork);
+	pthread_mutex_init(&proc_mu, NULL);
+	fork_locked = false;
+	const struct ts_extras *x = ts_extras_current();
+	if (x != &ts_process_extras) {
+		if (x) {
+			memcpy(&ts_process_extras, x, sizeof *x);
+		} else {
+			ts_process_extras.tracestate_len = ts_process_extras.baggage_len = 0;
+			ts_process_extras.tracestate[0] = ts_process_extras.baggage[0] = 0;
+		}
+	}
+	ts_ctx_set(NULL);
+	proc_segment = 1;
+	proc_from_fork = true;
+	begin_segment(at_fork, ts_now_ns());
 	ts_span_attr_str(&proc_span, "traceshim.process.origin", "fork");
+	ts_resource_rebuild();
 }
 
 void ts_process_end(int exit_code, int sig)
 {
-	if (getpid() != ts_pid)
+	if (ts_foreign_child())
 		return; /* a vfork/clone/_Fork child: this span is its parent's */
+	/* A fatal signal may interrupt this very thread inside proc_mu. */
+	bool locked = sig ? pthread_mutex_trylock(&proc_mu) == 0 : pthread_mutex_lock(&proc_mu) == 0;
 	int expected = 0;
-	if (!atomic_compare_exchange_strong(&proc_ended, &expected, 1))
+	if (!atomic_compare_exchange_strong(&proc_ended, &expected, 1)) {
+		if (locked)
+			pthread_mutex_unlock(&proc_mu);
 		return;
+	}
 	ts_in_shim++;
 	uint64_t end = ts_now_ns();
 	if (!sig)
 		ts_fd_release_all();
+	if (proc_segment > 1)
+		ts_span_attr_int(&proc_span, "traceshim.segment", proc_segment);
 	if (sig) {
-		char msg[64];
-		snprintf(msg, sizeof msg, "killed by signal %d (%s)", sig, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+		/* A crash is an error; SIGTERM, SIGINT, SIGHUP, SIGQUIT and SIGPIPE
+		 * are how services are stopped and pipelines cut short: recorded,
+		 * but not an error. */
+		bool crash = sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGABRT;
+		const char *name = sigabbrev_np(sig) ? sigabbrev_np(sig) : "?";
 		ts_span_attr_int(&proc_span, "process.exit.signal", sig);
-		ts_span_error(&proc_span, "signal", msg);
+		ts_span_attr_str(&proc_span, "traceshim.process.signal", name);
+		if (crash) {
+			char type[24], msg[64];
+			snprintf(type, sizeof type, "SIG%s", name);
+			snprintf(msg, sizeof msg, "killed by signal %d (%s)", sig, type);
+			ts_span_error(&proc_span, type, msg);
+		}
 	} else if (exit_code >= 0) {
 		ts_span_attr_int(&proc_span, "process.exit.code", exit_code);
 		if (exit_code != 0) {
@@ -270,6 +584,8 @@ void ts_process_end(int exit_code, int sig)
 	}
 	ts_span_end_at(&proc_span, end);
 	ts_in_shim--;
+	if (locked)
+		pthread_mutex_unlock(&proc_mu);
 	if (sig)
 		ts_transport_flush_from_signal();
 	else

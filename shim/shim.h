@@ -198,5 +198,30 @@ extern _Atomic uint32_t ts_generation; /* bumped in every forked child */
 /* pid as of init/fork: a different getpid() means a vfork/clone/_Fork child
  * that must not touch shim state. */
 extern int ts_pid;
+/* getpid() != ts_pid (one syscall): the caller is such a child. */
+bool ts_foreign_child(void);
+
+/* ---- child processes and long jobs (shim/process.c, docs/PROCESS_MODEL.md) -- */
+
+/* What a child gets in its environment (shim/envcarrier.h). */
+struct ts_carrier;
+void ts_process_carrier(struct ts_carrier *c, bool exec, bool foreign);
+/* Around a real exec*: end this segment and flush; start a new one if it failed. */
+void ts_process_exec_begin(const struct ts_carrier *c);
+void ts_process_exec_failed(const struct ts_carrier *c);
+
+/* TRACESHIM_MAX_TRACE_SECONDS: the process span is split into a new trace at
+ * the first span start past the deadline, compared against the timestamp the
+ * span start already has (no clock read, no syscall). */
+extern _Atomic uint64_t ts_segment_deadline_ns;
+extern _Atomic bool ts_process_used; /* anything traced since the segment began */
+void ts_process_split(uint64_t now_ns);
+static inline void ts_process_tick(uint64_t now_ns)
+{
+	if (TS_UNLIKELY(now_ns >= atomic_load_explicit(&ts_segment_deadline_ns, memory_order_relaxed)))
+		ts_process_split(now_ns);
+	if (TS_UNLIKELY(!atomic_load_explicit(&ts_process_used, memory_order_relaxed)))
+		atomic_store_explicit(&ts_process_used, true, memory_order_relaxed);
+}
 
 #endif

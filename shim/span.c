@@ -7,6 +7,7 @@
 void ts_span_start_at(struct ts_span *s, const char *name, uint8_t kind, const struct ts_ctx *parent,
 		      uint64_t start_ns)
 {
+	ts_process_tick(start_ns); /* may split a long job's process span first */
 	if (!parent)
 		parent = ts_ctx_current();
 	s->kind = kind;
@@ -150,6 +151,8 @@ void ts_span_end_at(struct ts_span *s, uint64_t end_ns)
 	if (!s->recording)
 		return; /* sampled out: it still propagated its context */
 	int saved = errno;
+	if (TS_UNLIKELY(ts_cfg.stacktraces == TS_STACK_ALL))
+		ts_span_stack(s); /* no-op when the span has one already */
 	s->end_ns = end_ns < s->start_ns ? s->start_ns : end_ns;
 	ts_span_attr_int(s, "thread.id", ts_thread_id());
 	baggage_attrs(s);
