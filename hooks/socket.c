@@ -168,7 +168,9 @@ static void before_fd_gone(int fd)
 	if (TS_UNLIKELY(ts_transport_owns_fd(fd)) && !ts_in_shim)
 		ts_transport_fd_closed_by_app(fd);
 	struct ts_fd *e = ts_fd_get(fd);
-	if (TS_UNLIKELY(e != NULL) && ts_tracing()) {
+	/* A vfork child has its own fd table but our memory: its close() must
+	 * not end the parent's spans (one getpid(), only for traced sockets). */
+	if (TS_UNLIKELY(e != NULL) && ts_tracing() && !ts_foreign_child()) {
 		int saved = errno;
 		ts_fd_release(fd, e);
 		errno = saved;

@@ -12,7 +12,7 @@ build_dir=${BUILD_DIR:-build}
 cd "$root"
 
 packages=(
-  meson ninja-build pkg-config gcc
+  meson ninja-build pkg-config gcc make zlib1g-dev
   libunwind-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   python3 python3-protobuf libcurl4-openssl-dev libcriterion-dev
   curl nginx-light nodejs npm wrk clang libclang-rt-14-dev
