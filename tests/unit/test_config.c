@@ -84,3 +84,20 @@ Test(config, resource_attributes_are_decoded_and_trimmed)
 	cr_assert_str_eq(v, "a,b=c");
 	cr_assert_not(ts_kv_next(&cur, k, sizeof k, v, sizeof v));
 }
+
+Test(config, long_jobs_and_stack_traces)
+{
+	static const char *dflt[] = {NULL};
+	fake_env = dflt;
+	struct ts_config c;
+	ts_config_load(&c, fake_getenv);
+	cr_assert_eq(c.max_trace_seconds, 3600);
+	cr_assert_eq(c.stacktraces, TS_STACK_ERRORS);
+	static const char *env[] = {"TRACESHIM_MAX_TRACE_SECONDS", "0", "TRACESHIM_STACKTRACES", "ALL", NULL};
+	fake_env = env;
+	ts_config_load(&c, fake_getenv);
+	cr_assert_eq(c.max_trace_seconds, 0, "0 means a trace never splits");
+	cr_assert_eq(c.stacktraces, TS_STACK_ALL);
+	cr_assert_eq(ts_parse_stacktraces("off"), TS_STACK_OFF);
+	cr_assert_eq(ts_parse_stacktraces("sometimes"), TS_STACK_ERRORS, "unknown: the default");
+}
