@@ -680,8 +680,6 @@ static bool flush_owed(int fd, struct ts_http *h, int flags)
 	return true;
 }
 
-static ssize_t plain(int fd, const struct iovec *iov, int cnt, const struct ts_out_call *call);
-
 static ssize_t client_write(int fd, struct ts_fd *e, struct ts_http *h, const struct iovec *iov, int cnt,
 			    const struct ts_out_call *call)
 {
@@ -705,7 +703,7 @@ static ssize_t client_write(int fd, struct ts_fd *e, struct ts_http *h, const st
 		}
 	}
 	if (n == -2)
-		n = plain(fd, iov, cnt, call);
+		n = ts_out_repeat(fd, iov, cnt, call);
 	int err = errno;
 	if (n > 0) {
 		feed_iov(fd, e, h, true, iov, cnt, (size_t)n);
@@ -717,28 +715,6 @@ static ssize_t client_write(int fd, struct ts_fd *e, struct ts_http *h, const st
 
 /* ---- entry points ------------------------------------------------------------------------ */
 
-TS_REAL(write, ssize_t, (int, const void *, size_t))
-TS_REAL(writev, ssize_t, (int, const struct iovec *, int))
-TS_REAL(sendto, ssize_t, (int, const void *, size_t, int, const struct sockaddr *, socklen_t))
-
-static ssize_t plain(int fd, const struct iovec *iov, int cnt, const struct ts_out_call *c)
-{
-	switch (c->kind) {
-	case TS_OUT_SEND:
-		return real_send()(fd, iov[0].iov_base, iov[0].iov_len, c->flags);
-	case TS_OUT_WRITE:
-		return real_write()(fd, iov[0].iov_base, iov[0].iov_len);
-	case TS_OUT_WRITEV:
-		return real_writev()(fd, iov, cnt);
-	case TS_OUT_SENDTO:
-		return real_sendto()(fd, iov[0].iov_base, iov[0].iov_len, c->flags, c->to, c->tolen);
-	case TS_OUT_SENDMSG:
-		return real_sendmsg()(fd, c->msg, c->flags);
-	}
-	errno = EINVAL;
-	return -1;
-}
-
 ssize_t ts_http_out(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt, const struct ts_out_call *call)
 {
 	bool server = atomic_load(&e->kind) == TS_FD_ACCEPTED;
@@ -746,11 +722,11 @@ ssize_t ts_http_out(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt
 	if (!h) {
 		if (server) { /* a server that speaks first is not serving HTTP/1.x */
 			atomic_store(&e->proto, TS_PROTO_OTHER);
-			return plain(fd, iov, iovcnt, call);
+			return ts_out_repeat(fd, iov, iovcnt, call);
 		}
 		h = sniff(e, false, iov, iovcnt, iov_total(iov, iovcnt));
 		if (!h) {
-			ssize_t n = plain(fd, iov, iovcnt, call);
+			ssize_t n = ts_out_repeat(fd, iov, iovcnt, call);
 			int err = errno;
 			if (n > 0 && atomic_load(&e->proto) == TS_PROTO_UNKNOWN)
 				remember_sniffed(e, iov, iovcnt, (size_t)n);
@@ -765,9 +741,9 @@ ssize_t ts_http_out(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt
 	pthread_mutex_lock(&h->mu);
 	ssize_t n;
 	if (atomic_load(&e->proto) != TS_PROTO_HTTP) {
-		n = plain(fd, iov, iovcnt, call);
+		n = ts_out_repeat(fd, iov, iovcnt, call);
 	} else if (server) {
-		n = plain(fd, iov, iovcnt, call);
+		n = ts_out_repeat(fd, iov, iovcnt, call);
 		int err = errno;
 		if (n > 0)
 			feed_iov(fd, e, h, false, iov, iovcnt, (size_t)n);

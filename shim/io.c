@@ -11,7 +11,7 @@ TS_REAL(writev, ssize_t, (int, const struct iovec *, int))
 TS_REAL(sendto, ssize_t, (int, const void *, size_t, int, const struct sockaddr *, socklen_t))
 TS_REAL(sendmsg, ssize_t, (int, const struct msghdr *, int))
 
-static ssize_t repeat(int fd, const struct iovec *iov, int iovcnt, const struct ts_out_call *c)
+ssize_t ts_out_repeat(int fd, const struct iovec *iov, int iovcnt, const struct ts_out_call *c)
 {
 	switch (c->kind) {
 	case TS_OUT_SEND:
@@ -49,7 +49,7 @@ static inline bool maybe_http(const struct ts_fd *e)
 ssize_t ts_out(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt, const struct ts_out_call *call)
 {
 	ts_in_shim++;
-	ssize_t n = maybe_http(e) ? ts_http_out(fd, e, iov, iovcnt, call) : repeat(fd, iov, iovcnt, call);
+	ssize_t n = maybe_http(e) ? ts_http_out(fd, e, iov, iovcnt, call) : ts_out_repeat(fd, iov, iovcnt, call);
 	ts_in_shim--;
 	int err = errno;
 	settle_connect(fd, e, n, err);

@@ -23,6 +23,9 @@ struct ts_out_call {
 	const struct msghdr *msg;
 };
 
+/* Makes exactly the application's call (no tracing): the bytes as given. */
+ssize_t ts_out_repeat(int fd, const struct iovec *iov, int iovcnt, const struct ts_out_call *call);
+
 ssize_t ts_out(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt, const struct ts_out_call *call);
 
 /* A sendfile() that moved n bytes the shim never sees. */
