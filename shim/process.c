@@ -123,7 +123,7 @@ static bool is_ours(const char *k)
  * OTEL_RESOURCE_ATTRIBUTES, as the SDK specification says. */
 void ts_resource_rebuild(void)
 {
-	uint8_t attrs[sizeof resource - 32];
+	static uint8_t attrs[sizeof resource - 32]; /* init and fork child only: single-threaded */
 	struct ts_wbuf w;
 	ts_wbuf_init(&w, attrs, sizeof attrs);
 	uint8_t n = 0;
@@ -439,10 +439,12 @@ void ts_process_exec_begin(const struct ts_carrier *c)
 	uint8_t trace[16], span[8];
 	pthread_mutex_lock(&proc_mu);
 	ts_in_shim++;
+	ts_sync_flush++;
 	end_segment(ts_now_ns(), "exec", trace, span);
 	ts_in_shim--;
 	pthread_mutex_unlock(&proc_mu);
 	ts_transport_flush(ts_cfg.exit_flush_ms);
+	ts_sync_flush--;
 }
 
 /* exec returned: the image goes on. A new segment, child of the same parent
@@ -555,6 +557,7 @@ void ts_process_end(int exit_code, int sig)
 		return;
 	}
 	ts_in_shim++;
+	ts_sync_flush++; /* flushed below: no sender thread for these spans */
 	uint64_t end = ts_now_ns();
 	if (!sig)
 		ts_fd_release_all();

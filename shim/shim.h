@@ -172,6 +172,9 @@ void ts_span_end_at(struct ts_span *s, uint64_t end_ns);
 void ts_transport_init(void);
 /* Set while a fatal-signal handler ends the process span: locks are only tried. */
 extern __thread int ts_signal_path TS_TLS;
+/* Set while this thread ends spans it flushes synchronously right after
+ * (exit, exec): submitting them must not start the sender thread. */
+extern __thread int ts_sync_flush TS_TLS;
 /* Queues one encoded span record; never blocks (drops and counts instead). */
 void ts_transport_submit(const uint8_t *record, size_t len);
 /* Sends everything queued, waiting at most budget_ms for a busy exporter. */

@@ -29,6 +29,9 @@ TS_REAL(send, ssize_t, (int, const void *, size_t, int))
 #define SLICE_MS 50
 #define SEND_PATIENCE_MS 1000 /* sender thread: how long one frame may wait for a busy exporter */
 #define RECONNECT_MS 500
+/* An idle sender thread exits: a multi-threaded process pays for it on every
+ * fd lookup in the kernel (+35 ns per write to /dev/null, bench/calls.c). */
+#define SENDER_IDLE_MS 1000
 
 struct slot {
 	uint32_t len;
@@ -49,6 +52,7 @@ static _Atomic int sender_started;
 static _Atomic uint32_t dropped_unreported;
 _Atomic uint64_t ts_dropped_spans;
 __thread int ts_signal_path TS_TLS;
+__thread int ts_sync_flush TS_TLS;
 
 static uint64_t mono_ns(void)
 {
@@ -145,7 +149,8 @@ void ts_transport_submit(const uint8_t *rec, size_t len)
 	if (wake)
 		pthread_cond_signal(&ring_cv);
 	pthread_mutex_unlock(&ring_mu);
-	if (TS_UNLIKELY(!atomic_load_explicit(&sender_started, memory_order_relaxed)))
+	if (TS_UNLIKELY(!atomic_load_explicit(&sender_started, memory_order_relaxed)) && !ts_sync_flush &&
+	    !ts_signal_path)
 		start_sender();
 	ts_in_shim--;
 }
@@ -194,7 +199,7 @@ static bool conn_open(void)
 		return false;
 	}
 	fd = move_high(fd);
-	uint8_t hello[TS_FRAME_MAX / 2];
+	static uint8_t hello[TS_FRAME_MAX / 2]; /* conn_mu held: no 16 KiB stack to fault in */
 	struct ts_wbuf w;
 	ts_wbuf_init(&w, hello, sizeof hello);
 	ts_frame_begin(&w, TS_FRAME_HELLO, 0);
@@ -291,7 +296,17 @@ static void *sender_main(void *arg)
 			if (head != tail)
 				break;
 			if (!open_slot()->count) {
-				pthread_cond_wait(&ring_cv, &ring_mu);
+				uint64_t idle_until = mono_ns() + SENDER_IDLE_MS * 1000000ull;
+				struct timespec ts = {.tv_sec = (time_t)(idle_until / 1000000000ull),
+						      .tv_nsec = (long)(idle_until % 1000000000ull)};
+				if (pthread_cond_timedwait(&ring_cv, &ring_mu, &ts) == ETIMEDOUT && head == tail &&
+				    !open_slot()->count) {
+					/* Nothing for a second: leave; the next span starts a
+					 * new sender (it checks after adding, under ring_mu). */
+					atomic_store(&sender_started, 0);
+					pthread_mutex_unlock(&ring_mu);
+					return NULL;
+				}
 				continue;
 			}
 			uint64_t due = open_since + flush_ns, now = mono_ns();
