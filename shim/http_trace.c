@@ -25,7 +25,7 @@ struct exchange {
 	struct ts_span span;
 	uint64_t start_ns;
 	unsigned resp_flags;
-	bool injected;
+	bool injected, busy;
 	uint16_t status;
 };
 
@@ -42,6 +42,11 @@ struct ts_http {
 	uint16_t inj_len, inj_off;
 	uint16_t local_port;
 	char last_req_byte; /* last request byte that went out: a blank line may span two writes */
+	char peer[48];      /* the peer's address, formatted once per connection */
+	/* Owned for the life of the state (recycled with it), so a request costs
+	 * no allocation: the field sink and one exchange per request in flight. */
+	struct http_fields *fields_buf;
+	struct exchange pool[MAX_INFLIGHT + 1];
 	struct ts_http *next_free;
 };
 
@@ -60,9 +65,20 @@ static struct ts_http *http_alloc(bool server)
 	if (h)
 		free_list = h->next_free;
 	pthread_mutex_unlock(&free_mu);
-	if (!h && !(h = malloc(sizeof *h)))
+	if (!h && !(h = calloc(1, sizeof *h)))
 		return NULL;
-	memset(h, 0, sizeof *h);
+	struct http_fields *keep = h->fields_buf;
+	h->req_active = h->resp_active = false;
+	h->cur = NULL;
+	h->nq = 0;
+	h->inj = NULL;
+	h->local_port = 0;
+	h->last_req_byte = 0;
+	h->peer[0] = 0;
+	for (unsigned i = 0; i <= MAX_INFLIGHT; i++)
+		h->pool[i].busy = false;
+	h->fields = NULL;
+	h->fields_buf = keep ? keep : malloc(sizeof *h->fields_buf);
 	pthread_mutex_init(&h->mu, NULL);
 	h->server = server;
 	return h;
@@ -116,7 +132,11 @@ static const char *errno_name(int err)
 	return n ? n : "io_error";
 }
 
-static void exchange_free(struct exchange *x) { free(x); }
+static void exchange_free(struct exchange *x)
+{
+	if (x)
+		x->busy = false;
+}
 
 static void finish(struct ts_http *h, struct exchange *x, const char *error_type, const char *msg)
 {
@@ -158,16 +178,20 @@ static void fail_all(struct ts_http *h, const char *error_type, const char *msg)
 		pop_front(h);
 		finish(h, x, error_type, msg);
 	}
-	if (h->cur) {
-		exchange_free(h->cur);
-		h->cur = NULL;
-	}
-	free(h->fields);
+	exchange_free(h->cur);
+	h->cur = NULL;
 	h->fields = NULL;
 	h->req_active = h->resp_active = false;
 }
 
 /* ---- request heads -------------------------------------------------------------- */
+
+static const char *peer_str(const struct ts_fd *e, struct ts_http *h)
+{
+	if (!h->peer[0])
+		ts_peer_format(&e->peer, h->peer, sizeof h->peer);
+	return h->peer;
+}
 
 static void split_host(const char *host, char *name, size_t cap, long *port)
 {
@@ -229,16 +253,14 @@ static void client_head(struct ts_fd *e, struct ts_http *h, struct exchange *x)
 		adopt_app_parent(s, &h->req);
 	set_name(s, h->req.method);
 	ts_span_attr_str(s, "http.request.method", h->req.method);
-	char host[HTTP_HOST_CAP + 1], peer[64];
+	char host[HTTP_HOST_CAP + 1];
 	long port = -1;
 	if (f && (h->req.flags & HTTP_F_HOST))
 		split_host(f->host, host, sizeof host, &port);
 	else
 		snprintf(host, sizeof host, "%s", e->server_address);
-	if (!host[0]) {
-		ts_peer_format(&e->peer, peer, sizeof peer);
-		snprintf(host, sizeof host, "%s", peer);
-	}
+	if (!host[0])
+		snprintf(host, sizeof host, "%s", peer_str(e, h));
 	if (port < 0)
 		port = e->peer.port;
 	ts_span_attr_str(s, "server.address", host);
@@ -252,7 +274,10 @@ static void client_head(struct ts_fd *e, struct ts_http *h, struct exchange *x)
 		http_url_redact_query(clean, sizeof clean, url, strlen(url));
 		ts_span_attr_str(s, "url.full", clean);
 	}
-	ts_span_peer_attrs(s, &e->peer);
+	ts_span_attr_str(s, "network.peer.address", peer_str(e, h));
+	ts_span_attr_int(s, "network.peer.port", e->peer.port);
+	ts_span_attr_str(s, "network.transport", "tcp");
+	ts_span_attr_str(s, "network.type", e->peer.family == AF_INET6 ? "ipv6" : "ipv4");
 	version_attr(s, &h->req);
 }
 
@@ -319,8 +344,7 @@ static void server_head(int fd, struct ts_fd *e, struct ts_http *h, struct excha
 			ts_span_attr_str(s, "server.address", host);
 		}
 	}
-	char addr[64];
-	ts_peer_format(&e->peer, addr, sizeof addr);
+	const char *addr = peer_str(e, h);
 	ts_span_attr_str(s, "client.address", addr);
 	ts_span_attr_int(s, "client.port", e->peer.port);
 	if (!h->local_port)
@@ -335,9 +359,16 @@ static void server_head(int fd, struct ts_fd *e, struct ts_http *h, struct excha
 
 static struct exchange *begin_exchange(struct ts_http *h)
 {
-	struct exchange *x = calloc(1, sizeof *x);
+	struct exchange *x = NULL;
+	for (unsigned i = 0; i <= MAX_INFLIGHT && !x; i++)
+		if (!h->pool[i].busy)
+			x = &h->pool[i];
 	if (!x)
-		return NULL;
+		return NULL; /* cannot happen: at most MAX_INFLIGHT queued + one being parsed */
+	x->busy = true;
+	x->injected = false;
+	x->status = 0;
+	x->resp_flags = 0;
 	x->start_ns = ts_now_ns();
 	if (!h->server) /* the client span exists from the first byte: its id goes into the header */
 		ts_span_start_at(&x->span, "HTTP", TS_KIND_CLIENT, NULL, x->start_ns);
@@ -355,7 +386,6 @@ static void head_done(int fd, struct ts_fd *e, struct ts_http *h)
 	else
 		client_head(e, h, x);
 	x->resp_flags = http_response_flags_for(&h->req);
-	free(h->fields);
 	h->fields = NULL;
 	h->req.fields = NULL;
 	if (h->nq == MAX_INFLIGHT) { /* a peer pipelining deeper than we follow */
@@ -379,7 +409,7 @@ static void feed_requests(int fd, struct ts_fd *e, struct ts_http *h, const char
 		if (!h->req_active) {
 			if (!n)
 				return;
-			h->fields = malloc(sizeof *h->fields);
+			h->fields = h->fields_buf; /* NULL if it could not be had: framing still works */
 			http_request_init(&h->req, h->fields);
 			if (!h->cur)
 				h->cur = begin_exchange(h);
@@ -836,7 +866,6 @@ static void release(int fd, struct ts_fd *e, bool owned)
 		h->nq = 0;
 		exchange_free(h->cur);
 		h->cur = NULL;
-		free(h->fields);
 		h->fields = NULL;
 	}
 	free(h->inj);

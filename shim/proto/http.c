@@ -896,6 +896,21 @@ enum http_event http_feed(struct http_msg_state *st, const char *buf, size_t len
 		if (st->p.state >= S_BODY_LEN && st->p.state <= S_BODY_CLOSE) {
 			ev = skip_body(st, len - i, &n);
 			i += n;
+		} else if (st->p.state == S_HDR_VALUE && st->p.hdr == HDR_OTHER) {
+			/* A value nobody reads (most of a response head): one tight
+			 * loop with the same checks; the line end and any bad byte go
+			 * through step_counted() as usual. */
+			size_t j = i;
+			while (j < len && buf[j] != '\r' && buf[j] != '\n' && is_field_char((unsigned char)buf[j]))
+				j++;
+			if (j == i) {
+				ev = step_counted(st, (unsigned char)buf[i++]);
+				continue;
+			}
+			if (st->p.head_bytes + (j - i) > HTTP_HEAD_MAX)
+				ev = fail(st, HTTP_ERR_TOO_LARGE);
+			st->p.head_bytes += (uint32_t)(j - i);
+			i = j;
 		} else {
 			ev = step_counted(st, (unsigned char)buf[i++]);
 		}
