@@ -11,7 +11,7 @@
  *
  * A vfork child (Python's subprocess, many shells' `exec` after vfork) runs on
  * its parent's memory: it only reads the context and builds the copy on the
- * stack — no malloc, no lock, no span (see docs/PROCESS_MODEL.md). */
+ * stack — no malloc, no lock, no span (see docs/ARCHITECTURE.md §9). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -3,7 +3,7 @@
  * _exit/_Exit (hooked), fatal signals whose disposition was the default, and
  * exec (the image is replaced: hooks/exec.c).
  *
- * The process span may come in segments (docs/PROCESS_MODEL.md):
+ * The process span may come in segments (docs/ARCHITECTURE.md §9):
  *   - a long job is split every TRACESHIM_MAX_TRACE_SECONDS into a new trace,
  *     each segment linked to the previous one (ts_process_split);
  *   - an exec that fails leaves the image running: a new segment, linked;

@@ -204,7 +204,7 @@ extern int ts_pid;
 /* getpid() != ts_pid (one syscall): the caller is such a child. */
 bool ts_foreign_child(void);
 
-/* ---- child processes and long jobs (shim/process.c, docs/PROCESS_MODEL.md) -- */
+/* ---- child processes and long jobs (shim/process.c, docs/ARCHITECTURE.md §9) -- */
 
 /* What a child gets in its environment (shim/envcarrier.h). */
 struct ts_carrier;

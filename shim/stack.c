@@ -5,7 +5,7 @@
  * linked: linking would load it and liblzma into every traced process, and
  * would put its _Unwind_RaiseException/_Unwind_Resume/backtrace ahead of
  * libgcc_s and glibc in the global scope, so every C++ exception of the
- * application would unwind through it (docs/PROCESS_MODEL.md, measurements).
+ * application would unwind through it (docs/ARCHITECTURE.md §9, measurements).
  * Without libunwind, glibc's backtrace() (libgcc's unwinder) gives the frames.
  *
  * Frames inside libtraceshim.so and libunwind are dropped. Symbol names come

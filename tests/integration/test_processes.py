@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Processes (issue 4): one trace across fork/exec, shells, make, Python's
 subprocess, system() and popen(); forking servers; threads; long jobs split
-into linked traces; code.stacktrace on error spans. See docs/PROCESS_MODEL.md."""
+into linked traces; code.stacktrace on error spans. See docs/ARCHITECTURE.md §9."""
 
 import os
 import re
