@@ -53,12 +53,8 @@ static void put_tstr(struct sbuf *out, struct ts_str s) { exp_json_string(out, s
 
 void exp_json_hex(struct sbuf *out, const uint8_t *p, size_t n)
 {
-	static const char digits[] = "0123456789abcdef";
 	sbuf_putc(out, '"');
-	for (size_t i = 0; i < n; i++) {
-		char h[2] = {digits[p[i] >> 4], digits[p[i] & 15]};
-		sbuf_put(out, h, 2);
-	}
+	sbuf_hex(out, p, n);
 	sbuf_putc(out, '"');
 }
 
@@ -103,10 +99,12 @@ void exp_json_attr(struct sbuf *out, const struct ts_attr *a)
 		put_string_array(out, a->v.s);
 		break;
 	case TS_ATTR_INT:
-		sbuf_printf(out, "\"intValue\":\"%" PRId64 "\"", a->v.i);
+		sbuf_puts(out, "\"intValue\":\"");
+		sbuf_i64(out, a->v.i);
+		sbuf_putc(out, '"');
 		break;
 	case TS_ATTR_BOOL:
-		sbuf_printf(out, "\"boolValue\":%s", a->v.b ? "true" : "false");
+		sbuf_puts(out, a->v.b ? "\"boolValue\":true" : "\"boolValue\":false");
 		break;
 	case TS_ATTR_DOUBLE:
 		sbuf_puts(out, "\"doubleValue\":");
@@ -144,7 +142,9 @@ static void put_links(struct sbuf *out, const struct ts_span_view *s)
 		sbuf_puts(out, ",\"spanId\":");
 		exp_json_hex(out, s->links[i].span_id, 8);
 		put_attrs(out, s->links[i].attrs, s->links[i].n_attrs, true);
-		sbuf_printf(out, ",\"flags\":%" PRIu32 "}", exp_otlp_link_flags(s->links[i].flags));
+		sbuf_puts(out, ",\"flags\":");
+		sbuf_u64(out, exp_otlp_link_flags(s->links[i].flags));
+		sbuf_putc(out, '}');
 	}
 	sbuf_putc(out, ']');
 }
@@ -159,7 +159,9 @@ static void put_status(struct sbuf *out, const struct ts_span_view *s)
 		put_tstr(out, s->status_message);
 		sbuf_putc(out, ',');
 	}
-	sbuf_printf(out, "\"code\":%u}", (unsigned)s->status);
+	sbuf_puts(out, "\"code\":");
+	sbuf_u64(out, s->status);
+	sbuf_putc(out, '}');
 }
 
 void exp_json_span(struct sbuf *out, const struct ts_span_view *s)
@@ -176,11 +178,17 @@ void exp_json_span(struct sbuf *out, const struct ts_span_view *s)
 		sbuf_puts(out, ",\"parentSpanId\":");
 		exp_json_hex(out, s->parent_span_id, 8);
 	}
-	sbuf_printf(out, ",\"flags\":%" PRIu32 ",\"name\":", exp_otlp_span_flags(s->flags));
+	sbuf_puts(out, ",\"flags\":");
+	sbuf_u64(out, exp_otlp_span_flags(s->flags));
+	sbuf_puts(out, ",\"name\":");
 	put_tstr(out, s->name);
-	sbuf_printf(out,
-		    ",\"kind\":%u,\"startTimeUnixNano\":\"%" PRIu64 "\",\"endTimeUnixNano\":\"%" PRIu64 "\"",
-		    (unsigned)s->kind, s->start_ns, s->end_ns);
+	sbuf_puts(out, ",\"kind\":");
+	sbuf_u64(out, s->kind);
+	sbuf_puts(out, ",\"startTimeUnixNano\":\"");
+	sbuf_u64(out, s->start_ns);
+	sbuf_puts(out, "\",\"endTimeUnixNano\":\"");
+	sbuf_u64(out, s->end_ns);
+	sbuf_putc(out, '"');
 	put_attrs(out, s->attrs, s->n_attrs, true);
 	put_links(out, s);
 	put_status(out, s);

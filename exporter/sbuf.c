@@ -57,11 +57,22 @@ void sbuf_puts(struct sbuf *b, const char *s) { sbuf_put(b, s, strlen(s)); }
 
 void sbuf_printf(struct sbuf *b, const char *fmt, ...)
 {
+	/* Format once into the room there is; only a text that does not fit is
+	 * formatted a second time, after growing. */
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
+	size_t room = b->oom ? 0 : b->cap - b->len;
+	int n = vsnprintf(room ? b->p + b->len : NULL, room, fmt, ap);
 	va_end(ap);
-	if (n < 0 || !sbuf_reserve(b, (size_t)n + 1)) {
+	if (n < 0) {
+		b->oom = true;
+		return;
+	}
+	if ((size_t)n < room) {
+		b->len += (size_t)n;
+		return;
+	}
+	if (!sbuf_reserve(b, (size_t)n + 1)) {
 		b->oom = true;
 		return;
 	}
@@ -69,6 +80,42 @@ void sbuf_printf(struct sbuf *b, const char *fmt, ...)
 	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
 	va_end(ap);
 	b->len += (size_t)n;
+}
+
+void sbuf_u64(struct sbuf *b, uint64_t v)
+{
+	char tmp[20];
+	size_t i = sizeof tmp;
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	sbuf_put(b, tmp + i, sizeof tmp - i);
+}
+
+void sbuf_i64(struct sbuf *b, int64_t v)
+{
+	if (v < 0) {
+		sbuf_putc(b, '-');
+		sbuf_u64(b, (uint64_t)0 - (uint64_t)v); /* INT64_MIN too */
+	} else {
+		sbuf_u64(b, (uint64_t)v);
+	}
+}
+
+void sbuf_hex(struct sbuf *b, const uint8_t *p, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	if (!sbuf_reserve(b, 2 * n)) {
+		b->oom = true;
+		return;
+	}
+	char *o = b->p + b->len;
+	for (size_t i = 0; i < n; i++) {
+		o[2 * i] = digits[p[i] >> 4];
+		o[2 * i + 1] = digits[p[i] & 15];
+	}
+	b->len += 2 * n;
 }
 
 bool sbuf_cstr(struct sbuf *b)

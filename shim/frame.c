@@ -153,55 +153,6 @@ void ts_hello_encode(struct ts_wbuf *w, uint32_t pid, uint32_t ppid, uint64_t st
 
 /* ---- reading ---------------------------------------------------------- */
 
-void ts_rbuf_init(struct ts_rbuf *r, const void *mem, size_t len)
-{
-	r->p = mem;
-	r->len = len;
-	r->off = 0;
-	r->bad = false;
-}
-
-const uint8_t *ts_get_bytes(struct ts_rbuf *r, size_t n)
-{
-	if (r->bad || n > r->len - r->off) {
-		r->bad = true;
-		return NULL;
-	}
-	const uint8_t *p = r->p + r->off;
-	r->off += n;
-	return p;
-}
-
-#define GETTER(name, type)                                                                        \
-	type name(struct ts_rbuf *r)                                                                  \
-	{                                                                                             \
-		type v = 0;                                                                               \
-		const uint8_t *p = ts_get_bytes(r, sizeof v);                                             \
-		if (p)                                                                                    \
-			memcpy(&v, p, sizeof v);                                                              \
-		return v;                                                                                 \
-	}
-GETTER(ts_get_u8, uint8_t)
-GETTER(ts_get_u16, uint16_t)
-GETTER(ts_get_u32, uint32_t)
-GETTER(ts_get_u64, uint64_t)
-
-struct ts_str ts_get_str16(struct ts_rbuf *r)
-{
-	struct ts_str s = {0};
-	uint16_t n = ts_get_u16(r);
-	if (n > TS_STR_MAX) {
-		r->bad = true;
-		return s;
-	}
-	const uint8_t *p = ts_get_bytes(r, n);
-	if (p) {
-		s.ptr = (const char *)p;
-		s.len = n;
-	}
-	return s;
-}
-
 bool ts_get_attr(struct ts_rbuf *r, struct ts_attr *a)
 {
 	uint8_t klen = ts_get_u8(r);
