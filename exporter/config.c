@@ -3,9 +3,11 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 static ts_getenv_fn env_fn;
@@ -35,6 +37,48 @@ bool exp_parse_u64(const char *s, uint64_t *out)
 	}
 	*out = v;
 	return true;
+}
+
+bool exp_parse_ratio(const char *s, double *out)
+{
+	if (!s || !*s || isspace((unsigned char)*s))
+		return false;
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || *end || !isfinite(v) || v < 0.0 || v > 1.0)
+		return false;
+	*out = v;
+	return true;
+}
+
+int exp_parse_uids(const char *s, unsigned *out, size_t cap, size_t *n)
+{
+	int bad = 0;
+	*n = 0;
+	while (s && *s) {
+		while (*s == ' ' || *s == '\t' || *s == ',')
+			s++;
+		size_t len = strcspn(s, ", \t");
+		if (!len)
+			break;
+		char item[24];
+		uint64_t v;
+		if (len >= sizeof item) {
+			bad++;
+		} else {
+			memcpy(item, s, len);
+			item[len] = '\0';
+			if (!exp_parse_u64(item, &v) || v >= UINT32_MAX)
+				bad++;
+			else if (*n < cap)
+				out[(*n)++] = (unsigned)v;
+			else
+				bad++;
+		}
+		s += len;
+	}
+	return bad;
 }
 
 static uint64_t num_env(const char *name, uint64_t dflt, uint64_t min, uint64_t max)
@@ -300,9 +344,55 @@ static int load_otlp_options(struct exp_config *c)
 	if (proto && strcmp(proto, "http/protobuf") != 0)
 		log_warn("OTLP protocol %s not supported: using http/protobuf", proto);
 	const char *comp = env2("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION");
-	if (comp && strcmp(comp, "none") != 0)
-		log_warn("OTLP compression %s not supported yet: sending uncompressed", comp);
+	c->gzip = comp && strcmp(comp, "gzip") == 0;
+	if (comp && !c->gzip && strcmp(comp, "none") != 0)
+		log_warn("OTLP compression %s not supported (gzip, none): sending uncompressed", comp);
 	return 0;
+}
+
+/* The spool only serves the otlp sink; a path that does not fit is an error. */
+static int load_spool(struct exp_config *c, char *err, size_t errcap)
+{
+	char tmp[EXP_PATH_MAX];
+	c->spool_max_bytes = num_env("TRACESHIM_SPOOL_MAX_BYTES", EXP_DEFAULT_SPOOL_MAX_BYTES, 0,
+				     (uint64_t)1 << 50);
+	if (!(c->sinks & EXP_SINK_OTLP) || c->spool_max_bytes == 0)
+		return 0;
+	if (ts_default_spool_dir(tmp, sizeof tmp, env_fn) < 0 ||
+	    abs_path(tmp, c->spool_dir, sizeof c->spool_dir) < 0 ||
+	    strlen(c->spool_dir) + 64 >= sizeof c->spool_dir) {
+		snprintf(err, errcap, "spool directory path too long");
+		return -1;
+	}
+	return 0;
+}
+
+static void load_security(struct exp_config *c)
+{
+	const char *uids = env("TRACESHIM_ALLOWED_UIDS");
+	int bad = exp_parse_uids(uids, c->allowed_uids, EXP_MAX_ALLOWED_UIDS, &c->n_allowed_uids);
+	if (bad)
+		log_warn("TRACESHIM_ALLOWED_UIDS=%s: ignored %d entries (decimal uids, at most %d)", uids,
+			 bad, EXP_MAX_ALLOWED_UIDS);
+	c->max_connections = (uint32_t)num_env("TRACESHIM_MAX_CONNECTIONS", EXP_DEFAULT_MAX_CONNECTIONS,
+					       1, 1u << 20);
+}
+
+static void load_tail(struct exp_config *c)
+{
+	const char *on = env("TRACESHIM_TAIL_SAMPLING");
+	c->tail_sampling = on && strcmp(on, "0") != 0 && strcasecmp(on, "false") != 0;
+	c->tail_wait_ms = (uint32_t)num_env("TRACESHIM_TAIL_WAIT_MS", EXP_DEFAULT_TAIL_WAIT_MS, 0, 3600000);
+	c->tail_slow_ms = (uint32_t)num_env("TRACESHIM_TAIL_SLOW_MS", EXP_DEFAULT_TAIL_SLOW_MS, 0,
+					    UINT32_MAX - 1);
+	c->tail_max_spans = (uint32_t)num_env("TRACESHIM_TAIL_MAX_SPANS", EXP_DEFAULT_TAIL_MAX_SPANS, 1,
+					      1u << 24);
+	c->tail_max_bytes = (size_t)num_env("TRACESHIM_TAIL_MAX_BYTES", EXP_DEFAULT_TAIL_MAX_BYTES, 65536,
+					    (uint64_t)1 << 34);
+	const char *r = env("TRACESHIM_TAIL_RATIO");
+	c->tail_ratio = EXP_DEFAULT_TAIL_RATIO;
+	if (r && !exp_parse_ratio(r, &c->tail_ratio))
+		log_warn("TRACESHIM_TAIL_RATIO=%s: not a number in [0, 1], using %g", r, EXP_DEFAULT_TAIL_RATIO);
 }
 
 static void load_bsp(struct exp_config *c)
@@ -317,6 +407,8 @@ static void load_bsp(struct exp_config *c)
 		c->max_batch = c->max_queue;
 	c->queue_max_bytes = (size_t)num_env("TRACESHIM_QUEUE_MAX_BYTES",
 					     EXP_DEFAULT_QUEUE_MAX_BYTES, 65536, (uint64_t)1 << 34);
+	c->export_timeout_ms = (uint32_t)num_env("OTEL_BSP_EXPORT_TIMEOUT",
+						 EXP_DEFAULT_EXPORT_TIMEOUT_MS, 1, 3600000);
 }
 
 int exp_config_load(struct exp_config *c, ts_getenv_fn getenv_fn, char *err, size_t errcap)
@@ -334,7 +426,10 @@ int exp_config_load(struct exp_config *c, ts_getenv_fn getenv_fn, char *err, siz
 		log_warn("OTEL_TRACES_EXPORTER=%s: ignored %u unknown exporter names "
 			 "(known: otlp, file, none)", env("OTEL_TRACES_EXPORTER"), unknown);
 	load_bsp(c);
-	if (load_paths(c, err, errcap) < 0 || load_endpoint(c, err, errcap) < 0)
+	load_security(c);
+	load_tail(c);
+	if (load_paths(c, err, errcap) < 0 || load_endpoint(c, err, errcap) < 0 ||
+	    load_spool(c, err, errcap) < 0)
 		return -1;
 	if ((c->sinks & EXP_SINK_OTLP) && load_otlp_options(c) < 0) {
 		snprintf(err, errcap, "out of memory");

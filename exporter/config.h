@@ -18,6 +18,16 @@
 	X(TRACESHIM_FILE, "see paths.h", "OTLP/JSON lines file; setting it also enables the file sink")   \
 	X(TRACESHIM_LOG, "warn", "exporter log level: off|error|warn|info|debug")                         \
 	X(TRACESHIM_QUEUE_MAX_BYTES, "16777216", "byte cap of queued span records")                       \
+	X(TRACESHIM_SPOOL_DIR, "see paths.h", "on-disk spool of undelivered OTLP batches")                  \
+	X(TRACESHIM_SPOOL_MAX_BYTES, "268435456", "spool size bound (oldest dropped); 0: no spool")        \
+	X(TRACESHIM_ALLOWED_UIDS, "", "other uids admitted (comma list); socket becomes 0666")             \
+	X(TRACESHIM_MAX_CONNECTIONS, "4096", "connections served at once; more are refused")              \
+	X(TRACESHIM_TAIL_SAMPLING, "0", "1: tail sampling per trace in the exporter")                     \
+	X(TRACESHIM_TAIL_WAIT_MS, "5000", "ms from a trace's first span to its decision")                 \
+	X(TRACESHIM_TAIL_SLOW_MS, "1000", "a span at least this long keeps its trace")                    \
+	X(TRACESHIM_TAIL_RATIO, "0.1", "fraction of ordinary traces kept (by trace id)")                  \
+	X(TRACESHIM_TAIL_MAX_SPANS, "100000", "spans held for undecided traces; over: decide early")      \
+	X(TRACESHIM_TAIL_MAX_BYTES, "67108864", "record bytes held for undecided traces")                 \
 	X(OTEL_TRACES_EXPORTER, "(auto)", "comma list of otlp, file, none")                               \
 	X(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "", "full URL, used as is")                                 \
 	X(OTEL_EXPORTER_OTLP_ENDPOINT, "", "base URL; /v1/traces is appended")                            \
@@ -33,11 +43,12 @@
 	X(OTEL_EXPORTER_OTLP_CLIENT_KEY, "", "client key (mTLS)")                                         \
 	X(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, "http/protobuf", "only http/protobuf is supported")          \
 	X(OTEL_EXPORTER_OTLP_PROTOCOL, "http/protobuf", "only http/protobuf is supported")                 \
-	X(OTEL_EXPORTER_OTLP_TRACES_COMPRESSION, "none", "gzip not supported yet: sent uncompressed")      \
-	X(OTEL_EXPORTER_OTLP_COMPRESSION, "none", "gzip not supported yet: sent uncompressed")             \
+	X(OTEL_EXPORTER_OTLP_TRACES_COMPRESSION, "none", "gzip or none; overrides the next")              \
+	X(OTEL_EXPORTER_OTLP_COMPRESSION, "none", "gzip or none")                                         \
 	X(OTEL_BSP_SCHEDULE_DELAY, "200", "ms between exports (SDK default 5000)")                        \
 	X(OTEL_BSP_MAX_QUEUE_SIZE, "8192", "spans waiting for export; more are dropped (SDK 2048)")       \
-	X(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, "512", "spans per export request (<= queue size)")
+	X(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, "512", "spans per export request (<= queue size)")             \
+	X(OTEL_BSP_EXPORT_TIMEOUT, "5000", "ms a batch may wait in memory, and the shutdown budget")
 
 #define EXP_DEFAULT_ENDPOINT "http://localhost:4318/v1/traces"
 #define EXP_DEFAULT_TIMEOUT_MS 10000u
@@ -45,6 +56,25 @@
 #define EXP_DEFAULT_MAX_QUEUE 8192u
 #define EXP_DEFAULT_MAX_BATCH 512u
 #define EXP_DEFAULT_QUEUE_MAX_BYTES ((size_t)16 << 20)
+#define EXP_DEFAULT_EXPORT_TIMEOUT_MS 5000u /* SDK: 30000; see docs/EXPORTER.md */
+#define EXP_DEFAULT_SPOOL_MAX_BYTES ((uint64_t)256 << 20)
+#define EXP_DEFAULT_MAX_CONNECTIONS 4096u
+#define EXP_DEFAULT_TAIL_WAIT_MS 5000u
+#define EXP_DEFAULT_TAIL_SLOW_MS 1000u
+#define EXP_DEFAULT_TAIL_RATIO 0.1
+#define EXP_DEFAULT_TAIL_MAX_SPANS 100000u
+#define EXP_DEFAULT_TAIL_MAX_BYTES ((size_t)64 << 20)
+#define EXP_MAX_ALLOWED_UIDS 64
+
+/* Delivery (OTLP spec: exponential backoff with jitter, honour Retry-After). */
+#define EXP_BACKOFF_BASE_MS 1000u
+#define EXP_BACKOFF_MAX_MS 30000u
+#define EXP_RETRY_AFTER_MAX_MS 120000u
+/* Encoded batches waiting for the backend in memory; beyond, the oldest go
+ * to the spool at once (they would anyway after OTEL_BSP_EXPORT_TIMEOUT). */
+#define EXP_OUTBOX_MAX_BYTES ((size_t)32 << 20)
+/* HELLO resources held at once (connections and queued spans reference them). */
+#define EXP_RESOURCE_BUDGET_BYTES ((size_t)64 << 20)
 #define EXP_PATH_MAX 4096
 #define EXP_SUN_PATH_MAX 108 /* sizeof(((struct sockaddr_un *)0)->sun_path) */
 
@@ -67,6 +97,18 @@ struct exp_config {
 	uint32_t schedule_delay_ms;
 	uint32_t max_queue, max_batch;
 	size_t queue_max_bytes;
+	uint32_t export_timeout_ms; /* OTEL_BSP_EXPORT_TIMEOUT */
+	bool gzip;
+	char spool_dir[EXP_PATH_MAX]; /* absolute; used by the otlp sink only */
+	uint64_t spool_max_bytes;     /* 0: no spool */
+	unsigned allowed_uids[EXP_MAX_ALLOWED_UIDS];
+	size_t n_allowed_uids;
+	uint32_t max_connections;
+	bool tail_sampling;
+	uint32_t tail_wait_ms, tail_slow_ms;
+	double tail_ratio;
+	uint32_t tail_max_spans;
+	size_t tail_max_bytes;
 	enum exp_log_level log_level;
 };
 
@@ -99,5 +141,12 @@ unsigned exp_parse_exporters(const char *list, bool have_endpoint, bool have_fil
 
 /* Strict unsigned decimal (no sign, no suffix, no overflow). */
 bool exp_parse_u64(const char *s, uint64_t *out);
+
+/* A fraction in [0, 1] ("0", "0.25", "1", "1e-3"); false otherwise. */
+bool exp_parse_ratio(const char *s, double *out);
+
+/* TRACESHIM_ALLOWED_UIDS: "1000, 1001" (decimal uids, spaces allowed).
+ * Returns how many entries were invalid (skipped), at most `cap` are kept. */
+int exp_parse_uids(const char *s, unsigned *out, size_t cap, size_t *n);
 
 #endif

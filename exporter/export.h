@@ -1,6 +1,8 @@
 /* export.h — the export thread: drains the queue every schedule delay, or
- * as soon as a full batch is waiting, and hands each batch to every sink.
- * It is the only thread that touches the sinks. */
+ * as soon as a full batch is waiting, passes the spans through the tail
+ * sampler when there is one, and hands each batch to every sink. It is the
+ * only thread that calls the sinks (the otlp sink's network work happens in
+ * its own delivery thread, delivery.h). */
 #ifndef TRACESHIM_EXP_EXPORT_H
 #define TRACESHIM_EXP_EXPORT_H
 
@@ -11,19 +13,25 @@
 
 #include "queue.h"
 #include "sink.h"
+#include "tail.h"
 
 struct exp_exporter {
 	struct exp_queue *queue;
 	struct exp_sink **sinks;
 	size_t n_sinks;
 	uint32_t delay_ms;
+	uint32_t shutdown_budget_ms; /* OTEL_BSP_EXPORT_TIMEOUT */
+	struct exp_tail *tail;       /* NULL: no tail sampling */
 	atomic_bool stopping;
 	pthread_t thread;
 };
 
 int exp_exporter_start(struct exp_exporter *e);
 
-/* Closes the queue, lets the thread export everything still queued, joins it. */
+/* Starts the sinks' shutdown budget, closes the queue, lets the thread export
+ * everything still queued (deciding every pending trace), joins it, then
+ * waits for the sinks' background delivery (which spools what it could not
+ * deliver within the budget). */
 void exp_exporter_stop(struct exp_exporter *e);
 
 /* One batch to every sink, with the counting; exposed for tests. */

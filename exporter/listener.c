@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -17,7 +18,7 @@
 
 /* Somebody else's directory, or one anyone may write to, could be used to
  * swap our socket for theirs: refuse it (/tmp itself is fine: sticky). */
-static int check_dir(const char *path, char *err, size_t errcap)
+static int check_dir(const char *path, bool shared, char *err, size_t errcap)
 {
 	char dir[EXP_PATH_MAX];
 	struct stat st;
@@ -34,6 +35,12 @@ static int check_dir(const char *path, char *err, size_t errcap)
 		snprintf(err, errcap, "directory %s is writable by others", dir);
 		return -1;
 	}
+	if (shared && (st.st_mode & 0001) == 0)
+		log_warn("TRACESHIM_ALLOWED_UIDS is set but %s is not searchable by others (mode %03o): "
+			 "other users cannot reach the socket (chmod o+x it)", dir, (unsigned)(st.st_mode & 0777));
+	else if (!shared && (st.st_mode & 0077) && !(st.st_mode & S_ISVTX))
+		log_info("socket directory %s is open to others (mode %03o); the socket is 0600 and peers "
+			 "are checked", dir, (unsigned)(st.st_mode & 0777));
 	return 0;
 }
 
@@ -92,7 +99,9 @@ static int remove_stale(struct exp_listener *l, char *err, size_t errcap)
 	return 0;
 }
 
-static int bind_listen(struct exp_listener *l, char *err, size_t errcap)
+/* 0600: only our uid (and root) can connect. With an allow-list the socket
+ * must be connectable by those uids too: 0666, and SO_PEERCRED decides. */
+static int bind_listen(struct exp_listener *l, bool shared, char *err, size_t errcap)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	memcpy(sa.sun_path, l->path, strlen(l->path) + 1);
@@ -101,7 +110,8 @@ static int bind_listen(struct exp_listener *l, char *err, size_t errcap)
 		snprintf(err, errcap, "socket: %s", strerror(errno));
 		return -1;
 	}
-	mode_t old = umask(0177); /* the file is born 0600: no window where others can connect */
+	mode_t want = shared ? 0666 : 0600;
+	mode_t old = umask(0777 & ~want); /* born with its final mode: no window where others can connect */
 	int rc = bind(l->fd, (struct sockaddr *)&sa, sizeof sa);
 	int e = errno;
 	umask(old);
@@ -110,12 +120,17 @@ static int bind_listen(struct exp_listener *l, char *err, size_t errcap)
 		snprintf(err, errcap, "cannot listen on %s: %s", l->path, strerror(rc < 0 ? e : errno));
 		return -1;
 	}
+	if ((st.st_mode & 0777) != want || st.st_uid != geteuid()) { /* e.g. a filesystem that ignores modes */
+		snprintf(err, errcap, "socket %s has mode %03o owner %u, expected %03o owner %u", l->path,
+			 (unsigned)(st.st_mode & 0777), (unsigned)st.st_uid, (unsigned)want, (unsigned)geteuid());
+		return -1;
+	}
 	l->dev = st.st_dev;
 	l->ino = st.st_ino;
 	return 0;
 }
 
-int exp_listener_open(struct exp_listener *l, const char *path, char *err, size_t errcap)
+int exp_listener_open(struct exp_listener *l, const char *path, bool shared, char *err, size_t errcap)
 {
 	*l = (struct exp_listener){.fd = -1, .lock_fd = -1};
 	if (strlen(path) >= sizeof l->path) {
@@ -123,12 +138,14 @@ int exp_listener_open(struct exp_listener *l, const char *path, char *err, size_
 		return -1;
 	}
 	snprintf(l->path, sizeof l->path, "%s", path);
-	if (exp_mkdir_parents(path, 0700) < 0) {
+	/* Directories we create: 0700, or 0711 (search only) when other uids
+	 * are allowed to connect. Existing ones are left as they are. */
+	if (exp_mkdir_parents(path, shared ? 0711 : 0700) < 0) {
 		snprintf(err, errcap, "cannot create the directory of %s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (check_dir(path, err, errcap) < 0 || take_lock(l, err, errcap) < 0 ||
-	    remove_stale(l, err, errcap) < 0 || bind_listen(l, err, errcap) < 0) {
+	if (check_dir(path, shared, err, errcap) < 0 || take_lock(l, err, errcap) < 0 ||
+	    remove_stale(l, err, errcap) < 0 || bind_listen(l, shared, err, errcap) < 0) {
 		exp_listener_stop(l);
 		exp_listener_release(l);
 		return -1;

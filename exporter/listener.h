@@ -5,6 +5,7 @@
 #ifndef TRACESHIM_EXP_LISTENER_H
 #define TRACESHIM_EXP_LISTENER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -18,9 +19,12 @@ struct exp_listener {
 };
 
 /* Creates the parent directory (0700), takes the lock, removes a stale
- * socket, binds (mode 0600) and listens (SOMAXCONN, non-blocking). On error
- * returns -1 with a one-line reason in err — e.g. a live exporter answers. */
-int exp_listener_open(struct exp_listener *l, const char *path, char *err, size_t errcap);
+ * socket, binds (mode 0600, checked) and listens (SOMAXCONN, non-blocking).
+ * `shared` (TRACESHIM_ALLOWED_UIDS set): directories made 0711, socket 0666,
+ * so that the allowed uids can connect; SO_PEERCRED still decides who is
+ * served. On error returns -1 with a one-line reason in err — e.g. a live
+ * exporter answers. */
+int exp_listener_open(struct exp_listener *l, const char *path, bool shared, char *err, size_t errcap);
 
 /* Stops listening and removes the socket file if it is still ours. */
 void exp_listener_stop(struct exp_listener *l);

@@ -32,6 +32,7 @@
 #include "server.h"
 #include "sink.h"
 #include "stats.h"
+#include "tail.h"
 
 #define ERR_MAX 512
 #define READY_TIMEOUT_MS 10000
@@ -140,21 +141,30 @@ static struct exporter_state st;
 
 static int start(const struct exp_config *c, int sigfd, char *err, size_t errcap)
 {
-	if (exp_listener_open(&st.listener, c->socket_path, err, errcap) < 0)
+	if (exp_listener_open(&st.listener, c->socket_path, c->n_allowed_uids > 0, err, errcap) < 0)
 		return -1;
 	if (open_sinks(c, &st.sinks, err, errcap) < 0 ||
 	    exp_queue_init(&st.queue, c->max_queue, c->queue_max_bytes, c->max_batch) < 0)
 		goto fail_sinks;
 	st.exporter = (struct exp_exporter){.queue = &st.queue, .sinks = st.sinks.list,
-					     .n_sinks = st.sinks.n, .delay_ms = c->schedule_delay_ms};
+					     .n_sinks = st.sinks.n, .delay_ms = c->schedule_delay_ms,
+					     .shutdown_budget_ms = c->export_timeout_ms};
 	if (exp_server_init(&st.server, c, &st.listener, &st.queue, sigfd, err, errcap) < 0)
 		goto fail_server;
+	if (c->tail_sampling && !(st.exporter.tail = exp_tail_new(&(struct exp_tail_config){
+					  .wait_ms = c->tail_wait_ms, .slow_ms = c->tail_slow_ms,
+					  .ratio = c->tail_ratio, .max_spans = c->tail_max_spans,
+					  .max_bytes = c->tail_max_bytes}))) {
+		snprintf(err, errcap, "out of memory for tail sampling");
+		goto fail_server;
+	}
 	if (exp_exporter_start(&st.exporter) < 0) {
 		snprintf(err, errcap, "cannot start the export thread");
 		goto fail_server;
 	}
 	return 0;
 fail_server:
+	exp_tail_free(st.exporter.tail);
 	exp_server_destroy(&st.server);
 	exp_queue_destroy(&st.queue);
 fail_sinks:
@@ -167,6 +177,7 @@ fail_sinks:
 static void stop(void)
 {
 	exp_exporter_stop(&st.exporter); /* flushes everything queued to every sink */
+	exp_tail_free(st.exporter.tail);
 	close_sinks(&st.sinks);
 	exp_server_destroy(&st.server);
 	exp_queue_destroy(&st.queue);
@@ -175,9 +186,12 @@ static void stop(void)
 
 static void log_start(const struct exp_config *c)
 {
-	log_info("traceshim-exporter %s listening on %s; file=%s endpoint=%s delay=%ums batch=%u queue=%u",
+	log_info("traceshim-exporter %s listening on %s; file=%s endpoint=%s spool=%s delay=%ums batch=%u "
+		 "queue=%u export_timeout=%ums gzip=%s tail_sampling=%s",
 		 TRACESHIM_VERSION, c->socket_path, *c->file_path ? c->file_path : "none",
-		 *c->endpoint ? c->endpoint : "none", c->schedule_delay_ms, c->max_batch, c->max_queue);
+		 *c->endpoint ? c->endpoint : "none", *c->spool_dir ? c->spool_dir : "none",
+		 c->schedule_delay_ms, c->max_batch, c->max_queue, c->export_timeout_ms,
+		 c->gzip ? "yes" : "no", c->tail_sampling ? "on" : "off");
 }
 
 /* Serves until signalled; ready_fd (or -1) receives "ok\n" once listening. */

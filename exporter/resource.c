@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
+
 static bool str_eq(struct ts_str a, const char *b)
 {
 	return a.len == strlen(b) && memcmp(a.ptr, b, a.len) == 0;
@@ -38,11 +40,25 @@ static void add_defaults(struct exp_resource *r)
 	}
 }
 
+/* Bytes of all live resources: each connection and each queued span holds
+ * one, so without a budget a client that connects, says HELLO with 32 KiB,
+ * sends one span and goes, again and again, could pin queue-size x 32 KiB. */
+static _Atomic size_t live_bytes;
+
+size_t exp_resource_live_bytes(void) { return atomic_load_explicit(&live_bytes, memory_order_relaxed); }
+
 struct exp_resource *exp_resource_from_hello(const void *payload, size_t len, bool *oom)
 {
 	*oom = false;
-	struct exp_resource *r = malloc(sizeof *r + len);
+	size_t size = sizeof(struct exp_resource) + len;
+	if (atomic_fetch_add_explicit(&live_bytes, size, memory_order_relaxed) + size > EXP_RESOURCE_BUDGET_BYTES) {
+		atomic_fetch_sub_explicit(&live_bytes, size, memory_order_relaxed);
+		*oom = true;
+		return NULL;
+	}
+	struct exp_resource *r = malloc(size);
 	if (!r) {
+		atomic_fetch_sub_explicit(&live_bytes, size, memory_order_relaxed);
 		*oom = true;
 		return NULL;
 	}
@@ -54,6 +70,7 @@ struct exp_resource *exp_resource_from_hello(const void *payload, size_t len, bo
 		*oom = !h;
 		free(h);
 		free(r);
+		atomic_fetch_sub_explicit(&live_bytes, size, memory_order_relaxed);
 		return NULL;
 	}
 	atomic_init(&r->refs, 1);
@@ -70,6 +87,7 @@ struct exp_resource *exp_resource_unknown(void)
 	struct exp_resource *r = calloc(1, sizeof *r);
 	if (!r)
 		return NULL;
+	atomic_fetch_add_explicit(&live_bytes, sizeof *r, memory_order_relaxed);
 	atomic_init(&r->refs, 1);
 	add_defaults(r);
 	return r;
@@ -82,8 +100,10 @@ void exp_resource_ref(struct exp_resource *r)
 
 void exp_resource_unref(struct exp_resource *r)
 {
-	if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
+	if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) {
+		atomic_fetch_sub_explicit(&live_bytes, sizeof *r + r->payload_len, memory_order_relaxed);
 		free(r);
+	}
 }
 
 static bool ts_str_eq(struct ts_str a, struct ts_str b)

@@ -21,8 +21,8 @@ struct exp_resource {
 	uint8_t payload[]; /* copy of the HELLO payload; attrs point into it */
 };
 
-/* From a HELLO payload; NULL if it does not decode (or out of memory, with
- * *oom set). Adds service.name=unknown_service and process.pid when the
+/* From a HELLO payload; NULL if it does not decode (or out of memory, or
+ * over EXP_RESOURCE_BUDGET_BYTES for all live resources, with *oom set). Adds service.name=unknown_service and process.pid when the
  * shim did not send them. One reference, owned by the caller. */
 struct exp_resource *exp_resource_from_hello(const void *payload, size_t len, bool *oom);
 
@@ -30,6 +30,8 @@ struct exp_resource *exp_resource_from_hello(const void *payload, size_t len, bo
 struct exp_resource *exp_resource_unknown(void);
 
 void exp_resource_ref(struct exp_resource *r);
+/* Bytes held by live resources (the budget's measure). */
+size_t exp_resource_live_bytes(void);
 void exp_resource_unref(struct exp_resource *r);
 
 /* Same attributes in the same order: spans of both go into one ResourceSpans. */

@@ -33,24 +33,50 @@ static void conn_close(struct exp_server *s, struct exp_conn *c)
 	free(c);
 }
 
-/* Same uid as the exporter, or root: spans can carry URLs and headers of
- * other users' programs, so another uid's process must not inject or read. */
-static bool peer_allowed(int fd, pid_t *pid)
+/* Same uid as the exporter, root (which could read our memory anyway), or a
+ * uid in TRACESHIM_ALLOWED_UIDS: spans can carry URLs and headers of other
+ * users' programs, so another uid's process must not inject or read. */
+static bool peer_allowed(const struct exp_server *s, int fd, pid_t *pid, uid_t *uid)
 {
 	struct ucred cr;
 	socklen_t len = sizeof cr;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
 		return false;
 	*pid = cr.pid;
-	return cr.uid == geteuid() || cr.uid == 0;
+	*uid = cr.uid;
+	if (cr.uid == geteuid() || cr.uid == 0)
+		return true;
+	for (size_t i = 0; i < s->cfg->n_allowed_uids; i++)
+		if (s->cfg->allowed_uids[i] == cr.uid)
+			return true;
+	return false;
 }
 
 static void admit(struct exp_server *s, int fd)
 {
 	pid_t pid = 0;
-	if (!peer_allowed(fd, &pid)) {
+	uid_t uid = (uid_t)-1;
+	if (!peer_allowed(s, fd, &pid, &uid)) {
+		/* Worth a warning (someone loosened the socket's mode, or probes it),
+		 * but at most one per 10 s: a loop of connects must not flood the log. */
+		static time_t last_warned;
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
 		STAT_ADD(connections_refused, 1);
-		log_info("refused a connection from pid %ld: different uid", (long)pid);
+		if (!last_warned || now.tv_sec - last_warned >= 10) {
+			last_warned = now.tv_sec ? now.tv_sec : 1;
+			log_warn("refused a connection from pid %ld: uid %ld is not allowed "
+				 "(TRACESHIM_ALLOWED_UIDS)", (long)pid, (long)uid);
+		} else {
+			log_debug("refused a connection from pid %ld: uid %ld", (long)pid, (long)uid);
+		}
+		close(fd);
+		return;
+	}
+	if (s->n_conns >= s->cfg->max_connections) { /* each costs memory: bounded */
+		STAT_ADD(connections_refused, 1);
+		log_warn("refused a connection from pid %ld: %zu connections open (TRACESHIM_MAX_CONNECTIONS)",
+			 (long)pid, s->n_conns);
 		close(fd);
 		return;
 	}
@@ -142,8 +168,14 @@ static bool on_hello(struct exp_server *s, struct exp_conn *c, const uint8_t *p,
 	bool oom;
 	struct exp_resource *r = exp_resource_from_hello(p, len, &oom);
 	if (!r) {
-		if (oom) /* not the client's fault: keep its previous resource */
-			log_error("out of memory for the resource of pid %ld", (long)c->pid);
+		if (oom) { /* not the client's fault: keep its previous resource */
+			STAT_ADD(refused_hellos, 1);
+			if (!c->warned)
+				log_warn("no memory (or over the %zu-byte budget) for the resource of pid %ld: "
+					 "its spans keep the previous one", (size_t)EXP_RESOURCE_BUDGET_BYTES,
+					 (long)c->pid);
+			c->warned = true;
+		}
 		return oom;
 	}
 	exp_resource_unref(c->res); /* a second HELLO replaces the resource */

@@ -11,7 +11,8 @@
 #include "config.h"
 #include "sbuf.h"
 
-/* X(name): each becomes a counter and a `name=value` STATUS line, in this order. */
+/* X(name): each becomes a counter and a `name=value` STATUS line, in this
+ * order (the first ten are the original keys; the wrapper and tests read them). */
 #define EXP_COUNTERS(X)                \
 	X(connections_total)           \
 	X(connections_refused)         \
@@ -22,11 +23,33 @@
 	X(dropped_queue_full)          \
 	X(dropped_client)              \
 	X(dropped_export_failed)       \
-	X(export_errors)
+	X(export_errors)               \
+	X(dropped_sampled_out)         \
+	X(dropped_rejected)            \
+	X(dropped_spool_full)          \
+	X(export_attempts)             \
+	X(export_retries)              \
+	X(spooled_spans_total)         \
+	X(spool_replayed_spans)        \
+	X(spool_corrupt_files)         \
+	X(tail_kept_traces)            \
+	X(tail_dropped_traces)         \
+	X(tail_decided_early)          \
+	X(refused_hellos)
+
+/* Levels rather than totals, set by their owner, printed after queue_depth. */
+#define EXP_GAUGES(X)                  \
+	X(outbox_spans)                \
+	X(spooled_spans)               \
+	X(spool_files)                 \
+	X(spool_bytes)                 \
+	X(tail_pending_spans)          \
+	X(tail_pending_traces)
 
 struct exp_stats {
 #define X(name) _Atomic uint64_t name;
 	EXP_COUNTERS(X)
+	EXP_GAUGES(X)
 #undef X
 };
 
@@ -34,15 +57,21 @@ extern struct exp_stats exp_stats;
 
 #define STAT_ADD(name, n) atomic_fetch_add_explicit(&exp_stats.name, (uint64_t)(n), memory_order_relaxed)
 #define STAT_GET(name) atomic_load_explicit(&exp_stats.name, memory_order_relaxed)
+#define STAT_SET(name, v) atomic_store_explicit(&exp_stats.name, (uint64_t)(v), memory_order_relaxed)
 
 /* Starts the uptime clock. */
 void exp_stats_start(void);
 
-/* Remembers the latest error for STATUS (last_error) and logs it as a warning
- * (at most one line per 10 s, with a count of the ones not logged).
+/* Remembers the latest error for STATUS (last_error, last_error_at) and logs
+ * it as a warning (at most one line per 10 s, with a count of the ones not logged).
  * Newlines and other control characters become spaces so the line stays one
  * key=value line. */
 void exp_stats_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Remembers the error for STATUS like exp_stats_error, but logs it only the
+ * first time this exact `reason` is seen (a backend rejecting every batch for
+ * the same reason says so once, not once per batch). */
+void exp_stats_error_once(const char *reason, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The STATUS frame text: "key=value\n" lines, keys as in docs/EXPORTER.md. */
 void exp_status_text(struct sbuf *out, const struct exp_config *cfg, size_t queue_depth);

@@ -195,3 +195,75 @@ Test(config, socket_path_too_long_is_an_error)
 	cr_assert_eq(exp_config_load(&cfg, fake_getenv, err, sizeof err), -1);
 	cr_assert_not_null(strstr(err, "socket path too long"), "%s", err);
 }
+
+/* ---- issue 5: delivery, spool, security, tail sampling ------------------- */
+
+Test(config, delivery_defaults)
+{
+	load((const char *const[]){"HOME=/h", "OTEL_EXPORTER_OTLP_ENDPOINT=http://c", NULL});
+	cr_assert_eq(cfg.export_timeout_ms, 5000);
+	cr_assert_not(cfg.gzip);
+	cr_assert_str_eq(cfg.spool_dir, "/h/.local/state/traceshim/spool");
+	cr_assert_eq(cfg.spool_max_bytes, (uint64_t)256 << 20);
+	cr_assert_eq(cfg.n_allowed_uids, 0);
+	cr_assert_eq(cfg.max_connections, 4096);
+	cr_assert_not(cfg.tail_sampling);
+	cr_assert_eq(cfg.tail_wait_ms, 5000);
+	cr_assert_eq(cfg.tail_slow_ms, 1000);
+	cr_assert_float_eq(cfg.tail_ratio, 0.1, 1e-12);
+	cr_assert_eq(cfg.tail_max_spans, 100000);
+}
+
+Test(config, delivery_variables)
+{
+	load((const char *const[]){"HOME=/h", "OTEL_EXPORTER_OTLP_ENDPOINT=http://c",
+				   "OTEL_EXPORTER_OTLP_COMPRESSION=none", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=gzip",
+				   "OTEL_BSP_EXPORT_TIMEOUT=30000", "TRACESHIM_SPOOL_DIR=sp",
+				   "TRACESHIM_SPOOL_MAX_BYTES=1000", "TRACESHIM_ALLOWED_UIDS=1000, 33,x,-1",
+				   "TRACESHIM_MAX_CONNECTIONS=9", "TRACESHIM_TAIL_SAMPLING=1",
+				   "TRACESHIM_TAIL_WAIT_MS=0", "TRACESHIM_TAIL_SLOW_MS=20", "TRACESHIM_TAIL_RATIO=0",
+				   "TRACESHIM_TAIL_MAX_SPANS=7", NULL});
+	cr_assert(cfg.gzip, "the signal-specific variable wins");
+	cr_assert_eq(cfg.export_timeout_ms, 30000);
+	cr_assert_eq(cfg.spool_dir[0], '/', "made absolute: %s", cfg.spool_dir);
+	cr_assert_not_null(strstr(cfg.spool_dir, "/sp"));
+	cr_assert_eq(cfg.spool_max_bytes, 1000);
+	cr_assert_eq(cfg.n_allowed_uids, 2);
+	cr_assert_eq(cfg.allowed_uids[0], 1000);
+	cr_assert_eq(cfg.allowed_uids[1], 33);
+	cr_assert_eq(cfg.max_connections, 9);
+	cr_assert(cfg.tail_sampling);
+	cr_assert_eq(cfg.tail_wait_ms, 0);
+	cr_assert_eq(cfg.tail_slow_ms, 20);
+	cr_assert_float_eq(cfg.tail_ratio, 0.0, 1e-12);
+	cr_assert_eq(cfg.tail_max_spans, 7);
+}
+
+Test(config, no_spool_without_otlp_or_with_a_zero_bound)
+{
+	load((const char *const[]){"HOME=/h", NULL});
+	cr_assert_str_eq(cfg.spool_dir, "", "the file sink never spools");
+	load((const char *const[]){"HOME=/h", "OTEL_TRACES_EXPORTER=otlp", "TRACESHIM_SPOOL_MAX_BYTES=0", NULL});
+	cr_assert_str_eq(cfg.spool_dir, "");
+}
+
+Test(config, bad_ratio_and_uids)
+{
+	double r = -1;
+	cr_assert(exp_parse_ratio("0.25", &r));
+	cr_assert_float_eq(r, 0.25, 1e-12);
+	cr_assert(exp_parse_ratio("1", &r));
+	cr_assert(exp_parse_ratio("1e-3", &r));
+	const char *bad[] = {"", " 0.5", "0.5x", "-0.1", "1.5", "nan", "inf", NULL};
+	for (const char **b = bad; *b; b++)
+		cr_assert_not(exp_parse_ratio(*b, &r), "%s", *b);
+	load((const char *const[]){"HOME=/h", "TRACESHIM_TAIL_RATIO=2", "TRACESHIM_TAIL_SAMPLING=0", NULL});
+	cr_assert_float_eq(cfg.tail_ratio, 0.1, 1e-12, "bad value: default");
+	cr_assert_not(cfg.tail_sampling);
+	unsigned uids[2];
+	size_t n;
+	cr_assert_eq(exp_parse_uids("1,2,3", uids, 2, &n), 1, "over capacity counts as skipped");
+	cr_assert_eq(n, 2);
+	cr_assert_eq(exp_parse_uids("4294967295,99999999999999999999", uids, 2, &n), 2);
+	cr_assert_eq(n, 0);
+}

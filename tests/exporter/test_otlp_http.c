@@ -174,10 +174,31 @@ Test(otlp, spans_reach_the_backend_with_headers)
 	close(fd);
 }
 
-Test(otlp, backend_errors_are_counted_and_file_is_off_by_default)
+/* Spool files of a stopped exporter (names: SEQ-NSPANS-CRC.pb): how many,
+ * and the spans they say they hold. */
+static int spool_files(const char *dir, int *spans)
+{
+	DIR *d = opendir(dir);
+	int n = 0;
+	*spans = 0;
+	if (!d)
+		return 0;
+	for (struct dirent *de; (de = readdir(d));) {
+		unsigned long long seq;
+		int k;
+		if (de->d_name[0] != '.' && sscanf(de->d_name, "%20llu-%d-", &seq, &k) == 2) {
+			n++;
+			*spans += k;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+Test(otlp, retryable_errors_are_retried_then_spooled_and_file_is_off_by_default)
 {
 	tp_init(&P, false); /* endpoint only: no file sink */
-	int port = start_receiver("503");
+	int port = start_receiver("503"); /* with Retry-After: 3 */
 	char endpoint[128];
 	snprintf(endpoint, sizeof endpoint, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:%d/custom", port);
 	const char *env[] = {endpoint, NULL};
@@ -187,12 +208,16 @@ Test(otlp, backend_errors_are_counted_and_file_is_off_by_default)
 	cr_assert(tp_wait_stat(P.sock, "export_errors", 1, 10000), "no export error counted");
 	cr_assert_eq(tp_status(P.sock, text, sizeof text), 0);
 	cr_assert_eq(tp_stat(text, "exported_spans"), 0);
-	cr_assert_eq(tp_stat(text, "dropped_export_failed"), 2, "%s", text);
-	cr_assert_eq(tp_stat(text, "export_errors"), 1, "%s", text);
+	cr_assert_eq(tp_stat(text, "dropped_export_failed"), 0, "a 503 is retried, not dropped: %s", text);
+	cr_assert_eq(tp_stat(text, "dropped_rejected"), 0, "%s", text);
+	cr_assert_eq(tp_stat(text, "outbox_spans"), 2, "waiting in memory for the retry: %s", text);
 	cr_assert_not_null(strstr(text, "\nfile=none\n"), "%s", text);
 	cr_assert_not_null(strstr(text, "/custom\n"), "TRACES_ENDPOINT is used as is: %s", text);
 	cr_assert_not_null(strstr(text, "\nlast_error=otlp: HTTP 503 from http://127.0.0.1:"), "%s", text);
-	cr_assert_eq(tp_stop(&P, SIGTERM, NULL), 0);
+	cr_assert_null(strstr(text, "\nlast_error_at=\n"), "the error has a time: %s", text);
+	long ms;
+	cr_assert_eq(tp_stop(&P, SIGTERM, &ms), 0);
+	cr_assert_lt(ms, 3000, "a failing backend does not hold up the exit: %ld ms", ms);
 	char meta[300];
 	snprintf(meta, sizeof meta, "%s/req-000.txt", rdir);
 	char *m = tp_read_file(meta, NULL);
@@ -202,6 +227,43 @@ Test(otlp, backend_errors_are_counted_and_file_is_off_by_default)
 	char deflt[300];
 	snprintf(deflt, sizeof deflt, "%s/.local/state/traceshim/traces.jsonl", P.dir);
 	cr_assert_eq(access(deflt, F_OK), -1, "file sink must be off when only an endpoint is set");
+	char spool[300];
+	int spans;
+	snprintf(spool, sizeof spool, "%s/.local/state/traceshim/spool", P.dir);
+	cr_assert_eq(spool_files(spool, &spans), 1, "the batch is spooled at exit");
+	cr_assert_eq(spans, 2);
+	struct stat st;
+	cr_assert_eq(stat(spool, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0700, "spool mode %o", st.st_mode & 0777);
+	close(fd);
+}
+
+Test(otlp, a_400_is_final_and_counted)
+{
+	tp_init(&P, false);
+	int port = start_receiver("400");
+	char endpoint[128];
+	snprintf(endpoint, sizeof endpoint, "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:%d", port);
+	const char *env[] = {endpoint, NULL};
+	tp_start(&P, env);
+	int fd = tp_connect(P.sock);
+	send_two_spans(fd);
+	cr_assert(tp_wait_stat(P.sock, "dropped_rejected", 2, 10000), "400 not counted as rejected");
+	tp_sleep_ms(1500);
+	cr_assert_eq(tp_status(P.sock, text, sizeof text), 0);
+	cr_assert_eq(tp_stat(text, "export_attempts"), 1, "never sent again: %s", text);
+	cr_assert_eq(tp_stat(text, "export_errors"), 1, "%s", text);
+	cr_assert_eq(tp_stat(text, "outbox_spans"), 0, "%s", text);
+	cr_assert_eq(tp_stop(&P, SIGTERM, NULL), 0);
+	char bins[4][300];
+	cr_assert_eq(requests(bins, 4), 1);
+	int spans;
+	char spool[300];
+	snprintf(spool, sizeof spool, "%s/.local/state/traceshim/spool", P.dir);
+	cr_assert_eq(spool_files(spool, &spans), 0, "a rejected batch is not spooled");
+	char *log = tp_read_file(P.log, NULL);
+	cr_assert_not_null(strstr(log, "HTTP 400"), "%s", log);
+	free(log);
 	close(fd);
 }
 
@@ -235,6 +297,11 @@ Test(otlp, dead_backend_does_not_block_shutdown)
 	cr_assert_not_null(strstr(log, "otlp: POST http://127.0.0.1:"), "%s", log);
 	cr_assert_not_null(strstr(log, "retryable"), "%s", log);
 	free(log);
+	char spool[300];
+	int spans;
+	snprintf(spool, sizeof spool, "%s/.local/state/traceshim/spool", P.dir);
+	spool_files(spool, &spans);
+	cr_assert_eq(spans, 9, "what the dead backend did not take is spooled");
 	int lines;
 	const char *sargs[] = {P.file, NULL};
 	cr_assert_eq(tp_script("jsonl_summary.py", sargs, text, sizeof text), 0, "%s", text);

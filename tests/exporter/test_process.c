@@ -160,14 +160,21 @@ Test(process, status_keys_in_order)
 	tp_start(&P, NULL);
 	cr_assert_eq(tp_status(P.sock, text, sizeof text), 0);
 	char want[1024];
-	snprintf(want, sizeof want, "pid=%d\nversion=" TRACESHIM_VERSION "\nsocket=%s\nfile=%s\nendpoint=none\n",
+	snprintf(want, sizeof want,
+		 "pid=%d\nversion=" TRACESHIM_VERSION "\nsocket=%s\nfile=%s\nendpoint=none\nspool=none\n",
 		 (int)P.pid, P.sock, P.file);
 	cr_assert_eq(strncmp(text, want, strlen(want)), 0, "%s", text);
+	/* The first keys are the original ones, in their original order. */
 	const char *keys[] = {"uptime_s", "connections_total", "connections_refused", "received_spans",
 			      "exported_spans", "dropped_malformed_frames", "dropped_oversized_frames",
 			      "dropped_queue_full", "dropped_client", "dropped_export_failed",
-			      "export_errors", "queue_depth",
-			      "last_error"};
+			      "export_errors", "dropped_sampled_out", "dropped_rejected", "dropped_spool_full",
+			      "export_attempts", "export_retries", "spooled_spans_total",
+			      "spool_replayed_spans", "spool_corrupt_files", "tail_kept_traces",
+			      "tail_dropped_traces", "tail_decided_early", "refused_hellos", "queue_depth",
+			      "outbox_spans", "spooled_spans", "spool_files", "spool_bytes",
+			      "tail_pending_spans", "tail_pending_traces", "tail_sampling", "last_error",
+			      "last_error_at"};
 	const char *p = text + strlen(want);
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
 		cr_assert_eq(strncmp(p, keys[i], strlen(keys[i])), 0, "expected %s at: %s", keys[i], p);

@@ -81,6 +81,17 @@ class OtlpRetry(tstest.TestCase):
                 self.rcv.wait_spans(curl_trace_complete, what="the whole trace")
                 self.assertExporterAlive(env)
 
+    def test_retry_after_as_an_http_date(self):
+        import email.utils
+        env = self.otlp_env()
+        when = email.utils.formatdate(time.time() + 3, usegmt=True)  # 2-3 s ahead, at 1 s resolution
+        self.rcv.script(rx.status(503, retry_after=when))
+        self.traced_curl(env)
+        first = self.rcv.wait_requests(1, timeout=15)[0]
+        self.assertFalse(first.accepted)
+        self.assertRetriedLater(first, min_delay=1.5)
+        self.assertExporterAlive(env)
+
     def test_dropped_connection_is_retried(self):
         env = self.otlp_env()
         self.rcv.script(rx.close_connection())
@@ -98,6 +109,9 @@ class OtlpRetry(tstest.TestCase):
         st = env.status()
         dropped = sum(int(v) for k, v in st.items() if k.startswith("dropped_") and v.strip().isdigit())
         self.assertGreater(dropped, 0, "spans refused with 400 are counted as dropped: %r" % (st,))
+        self.assertEqual(int(st["dropped_rejected"]), len(first.spans()), st)
+        self.assertIn("HTTP 400", st["last_error"])
+        self.assertTrue(st["last_error_at"], "the error has a time")
         self.assertExporterAlive(env)
 
     def test_partial_success_is_not_retried(self):
@@ -107,6 +121,10 @@ class OtlpRetry(tstest.TestCase):
         first = self.rcv.wait_requests(1)[0]
         self.assertTrue(first.accepted)
         self.assertNeverResent(first)
+        st = env.status()
+        self.assertEqual(int(st["dropped_rejected"]), 1, st)
+        self.assertEqual(int(st["exported_spans"]), int(st["received_spans"]) - 1, st)
+        self.assertIn("one span rejected by the test", env.exporter_log(), "logged")
         self.assertExporterAlive(env)
 
     def test_backend_down_then_up(self):
