@@ -157,6 +157,8 @@ void ts_extras_set(const char *tracestate, size_t ts_len, const char *baggage, s
  * 8 bytes, as OpenTelemetry's TraceIdRatioBased does) agrees. */
 static bool ratio_keeps(const uint8_t trace_id[16])
 {
+	if (ts_cfg.ratio >= 1.0) /* 2^63 - 1 rounds up to 2^63 as a double: keep it exact */
+		return true;
 	uint64_t x = 0;
 	for (int i = 8; i < 16; i++)
 		x = (x << 8) | trace_id[i];
