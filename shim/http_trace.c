@@ -327,9 +327,17 @@ static void server_head(int fd, struct ts_fd *e, struct ts_http *h, struct excha
 	ts_span_attr_str(s, "http.request.method", h->req.method);
 	ts_span_attr_str(s, "url.scheme", "http");
 	if (f) {
-		const char *q = strchr(f->target, '?');
-		size_t plen = q ? (size_t)(q - f->target) : f->target_len;
-		ts_span_attr_strn(s, "url.path", f->target, plen);
+		/* An absolute-form target (a request to a proxy) carries scheme and
+		 * authority, maybe with userinfo: url.path is only what follows. */
+		const char *path = f->target;
+		const char *scheme_end = path[0] == '/' ? NULL : strstr(path, "://");
+		if (scheme_end) {
+			const char *slash = strchr(scheme_end + 3, '/');
+			path = slash ? slash : "/";
+		}
+		const char *q = strchr(path, '?');
+		size_t plen = q ? (size_t)(q - path) : strlen(path);
+		ts_span_attr_strn(s, "url.path", path, plen);
 		if (q) {
 			char clean[HTTP_TARGET_CAP + 1];
 			http_query_redact(clean, sizeof clean, q + 1, strlen(q + 1));
