@@ -411,6 +411,16 @@ static void stop_watching(struct ts_fd *e, struct ts_http *h)
 	atomic_store(&e->proto, TS_PROTO_OTHER);
 }
 
+/* One parser event from [*p, *p + *n), advancing past what it consumed. */
+static enum http_event feed_step(struct http_msg_state *st, const char **p, size_t *n)
+{
+	size_t used;
+	enum http_event ev = http_feed(st, *p, *n, &used);
+	*p += used;
+	*n -= used;
+	return ev;
+}
+
 static void feed_requests(int fd, struct ts_fd *e, struct ts_http *h, const char *p, size_t n)
 {
 	for (;;) {
@@ -423,11 +433,7 @@ static void feed_requests(int fd, struct ts_fd *e, struct ts_http *h, const char
 				h->cur = begin_exchange(h);
 			h->req_active = true;
 		}
-		size_t used;
-		enum http_event ev = http_feed(&h->req, p, n, &used);
-		p += used;
-		n -= used;
-		switch (ev) {
+		switch (feed_step(&h->req, &p, &n)) {
 		case HTTP_EV_NEED_MORE:
 			return;
 		case HTTP_EV_START_LINE_DONE:
@@ -467,11 +473,7 @@ static void feed_responses(struct ts_fd *e, struct ts_http *h, const char *p, si
 			http_response_init(&h->resp, h->q[0]->resp_flags, NULL);
 			h->resp_active = true;
 		}
-		size_t used;
-		enum http_event ev = http_feed(&h->resp, p, n, &used);
-		p += used;
-		n -= used;
-		switch (ev) {
+		switch (feed_step(&h->resp, &p, &n)) {
 		case HTTP_EV_NEED_MORE:
 			return;
 		case HTTP_EV_START_LINE_DONE:
