@@ -504,9 +504,8 @@ static void fork_parent(void)
 	fork_locked = false;
 }
 
-void ts_process_start(const struct ts_ctx *parent)
+void ts_process_start(void)
 {
-	(void)parent;
 	read_exe();
 	load_run_id();
 	snapshot_env();

@@ -191,17 +191,10 @@ bool ts_sample(const uint8_t trace_id[16], const struct ts_ctx *parent)
 
 /* ---- init ---------------------------------------------------------------- */
 
-static void atfork_prepare(void)
-{
-	ts_in_shim++;
-	ts_transport_atfork_prepare();
-}
-
-static void atfork_parent(void)
-{
-	ts_transport_atfork_parent();
-	ts_in_shim--;
-}
+/* fork() itself runs with the guard up; the child handler lowers it. The
+ * transport needs nothing before fork: the child rebuilds its state. */
+static void atfork_prepare(void) { ts_in_shim++; }
+static void atfork_parent(void) { ts_in_shim--; }
 
 static void atfork_child(void)
 {
@@ -232,7 +225,7 @@ void ts_init_slow(void)
 		ts_transport_init();
 		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 		ts_http_init();
-		ts_process_start(NULL);
+		ts_process_start();
 	}
 	ts_in_shim--;
 	atomic_store_explicit(&ts_init_state, TS_INIT_DONE, memory_order_release);

@@ -183,14 +183,13 @@ void ts_transport_flush(uint32_t budget_ms);
 void ts_transport_flush_from_signal(void);
 bool ts_transport_owns_fd(int fd);
 void ts_transport_fd_closed_by_app(int fd);
-void ts_transport_atfork_prepare(void);
-void ts_transport_atfork_parent(void);
 void ts_transport_atfork_child(void);
 extern _Atomic uint64_t ts_dropped_spans;
 
 /* ---- process ---------------------------------------------------------- */
 
-void ts_process_start(const struct ts_ctx *parent);
+/* The process span, a child of TRACEPARENT from the environment if valid. */
+void ts_process_start(void);
 /* Ends the process span once (whichever exit path comes first) and flushes. */
 void ts_process_end(int exit_code, int signal);
 void ts_process_atfork_child(const struct ts_ctx *at_fork);

@@ -404,8 +404,6 @@ void ts_transport_fd_closed_by_app(int fd)
 
 /* ---- fork ---------------------------------------------------------------------------- */
 
-void ts_transport_atfork_prepare(void) {}
-void ts_transport_atfork_parent(void) {}
 
 /* The child is single-threaded: the parent's sender is gone, its queued frames
  * are the parent's to send, and the connection belongs to the parent. */
