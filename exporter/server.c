@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -16,12 +19,46 @@
 #define FRAMES_PER_WAKEUP 64 /* then let other connections have a turn */
 #define DRAIN_MAX_FRAMES 4096 /* per connection at shutdown: a bound, not a target */
 #define ACCEPT_PAUSE_MS 100  /* out of file descriptors: retry accepting after this */
+#define RING_TAKES_PER_LOOK 64 /* 32 KiB each: then let other connections have a turn */
+#define RING_POLL_MIN_MS 5
+
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static void ring_read(struct exp_server *s, struct exp_conn *c, bool to_the_end);
 
 /* ---- connections -------------------------------------------------------- */
 
+static void ring_detach(struct exp_server *s, struct exp_conn *c)
+{
+	munmap(c->ring, TS_RING_HDR_SIZE + (size_t)c->ring_size);
+	c->ring = NULL;
+	s->n_rings--;
+	STAT_SET(ring_connections, s->n_rings);
+}
+
+/* The process hung up (exited, exec'd, or closed our socket): whatever it
+ * committed to its ring is read out first — now, or on later ticks while the
+ * queue is full. */
 static void conn_close(struct exp_server *s, struct exp_conn *c)
 {
-	close(c->fd); /* also removes it from the epoll set */
+	if (c->fd >= 0) {
+		close(c->fd); /* also removes it from the epoll set */
+		c->fd = -1;
+	}
+	if (c->ring) {
+		if (!c->closing) /* nothing written after the hang-up is read */
+			c->ring_end = atomic_load_explicit(&c->ring->head, memory_order_acquire);
+		c->closing = true;
+		ring_read(s, c, s->stopping);
+		if (c->ring_tail != c->ring_end && !s->stopping)
+			return; /* the next ticks read on */
+		ring_detach(s, c);
+	}
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -145,7 +182,112 @@ static void maybe_resume_accepting(struct exp_server *s)
 
 static int epoll_timeout(const struct exp_server *s)
 {
-	return s->accept_paused ? ACCEPT_PAUSE_MS : -1;
+	int ms = s->accept_paused ? ACCEPT_PAUSE_MS : -1;
+	if (s->n_rings) {
+		uint64_t now = mono_ns();
+		int r = now >= s->next_ring_poll ? 0 : (int)((s->next_ring_poll - now + 999999) / 1000000);
+		if (ms < 0 || r < ms)
+			ms = r;
+	}
+	return ms;
+}
+
+/* ---- shared rings ------------------------------------------------------- */
+
+/* Takes the process's memfd (HELLO's SCM_RIGHTS) if it is what the shim makes:
+ * sealed against shrinking (or a hostile process could SIGBUS us by cutting
+ * the file under the mapping), of a sane size, with a matching header. */
+static bool ring_attach(struct exp_server *s, struct exp_conn *c, int fd)
+{
+	struct stat st;
+	int seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || !(seals & F_SEAL_SHRINK) || fstat(fd, &st) < 0 ||
+	    st.st_size < (off_t)(TS_RING_HDR_SIZE + TS_RING_MIN) || st.st_size > (off_t)(TS_RING_HDR_SIZE + TS_RING_MAX))
+		return false;
+	uint32_t size = (uint32_t)(st.st_size - TS_RING_HDR_SIZE);
+	if (size & (size - 1))
+		return false;
+	struct ts_ring_hdr *h = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (h == MAP_FAILED)
+		return false;
+	if (h->magic != TS_RING_MAGIC || h->version != TS_RING_VERSION || h->data_size != size) {
+		munmap(h, (size_t)st.st_size);
+		return false;
+	}
+	c->ring = h;
+	c->ring_data = (const uint8_t *)h + TS_RING_HDR_SIZE;
+	c->ring_size = size;
+	c->ring_tail = c->ring_read = c->ring_dropped = 0;
+	uint32_t ms = h->flush_ms < RING_POLL_MIN_MS ? RING_POLL_MIN_MS : h->flush_ms > 1000 ? 1000 : h->flush_ms;
+	if (!s->n_rings || ms < s->ring_poll_ms) {
+		s->ring_poll_ms = ms;
+		s->next_ring_poll = mono_ns() + (uint64_t)ms * 1000000ull;
+	}
+	s->n_rings++;
+	STAT_SET(ring_connections, s->n_rings);
+	return true;
+}
+
+/* Backpressure: while the queue is (nearly) full, records stay in the rings —
+ * the processes drop (and count) only when theirs fill up. */
+static bool queue_has_room(struct exp_server *s)
+{
+	return exp_queue_depth(s->queue) + TS_FRAME_MAX / 64 < s->queue->max_spans;
+}
+
+static bool on_spans(struct exp_server *s, struct exp_conn *c, const uint8_t *p, size_t len);
+static void malformed(struct exp_server *s, struct exp_conn *c, const char *why);
+
+/* Reads what the process committed, through the same validation as SPANS
+ * frames. to_the_end: regardless of the queue (shutdown). */
+static void ring_read(struct exp_server *s, struct exp_conn *c, bool to_the_end)
+{
+	struct ts_ring_hdr *h = c->ring;
+	atomic_store_explicit(&h->reader_ns, mono_ns(), memory_order_relaxed);
+	uint64_t d = atomic_load_explicit(&h->dropped, memory_order_relaxed);
+	if (d > c->ring_dropped && d - c->ring_dropped <= UINT32_MAX)
+		STAT_ADD(dropped_client, d - c->ring_dropped);
+	c->ring_dropped = d;
+	uint64_t head = c->closing ? c->ring_end : atomic_load_explicit(&h->head, memory_order_acquire);
+	for (int i = 0; c->ring_tail != head && (to_the_end || i < RING_TAKES_PER_LOOK); i++) {
+		if (!to_the_end && !queue_has_room(s))
+			break;
+		uint16_t count;
+		bool bad;
+		size_t n = ts_ring_take(c->ring_data, c->ring_size, &c->ring_tail, head, s->in, sizeof s->in, &count, &bad);
+		if (n && !on_spans(s, c, s->in, n))
+			malformed(s, c, "bad span record in the ring");
+		if (bad) {
+			malformed(s, c, "ring contents out of order");
+			c->ring_tail = head;
+		}
+		c->ring_read += count;
+		atomic_store_explicit(&h->read_spans, c->ring_read, memory_order_relaxed);
+		atomic_store_explicit(&h->tail, c->ring_tail, memory_order_release);
+		if (!n && !bad)
+			break;
+	}
+}
+
+/* Every ring_poll_ms: the partly filled rings of quiet processes, and the
+ * rings of processes that hung up while the queue was full. */
+static void poll_rings(struct exp_server *s)
+{
+	if (!s->n_rings)
+		return;
+	uint64_t now = mono_ns();
+	if (now < s->next_ring_poll)
+		return;
+	s->next_ring_poll = now + (uint64_t)s->ring_poll_ms * 1000000ull;
+	for (struct exp_conn *c = s->conns, *next; c; c = next) {
+		next = c->next;
+		if (!c->ring)
+			continue;
+		if (c->closing)
+			conn_close(s, c); /* reads on; frees it once read out */
+		else
+			ring_read(s, c, false);
+	}
 }
 
 /* ---- frames ------------------------------------------------------------- */
@@ -162,9 +304,11 @@ static void malformed(struct exp_server *s, struct exp_conn *c, const char *why)
 	c->warned = true;
 }
 
-static bool on_hello(struct exp_server *s, struct exp_conn *c, const uint8_t *p, size_t len)
+static bool on_hello(struct exp_server *s, struct exp_conn *c, const uint8_t *p, size_t len, int ring_fd)
 {
-	(void)s;
+	if (ring_fd >= 0 && !c->ring && !ring_attach(s, c, ring_fd))
+		log_info("pid %ld passed a ring that is not one (size, seals or header); "
+			 "only its SPANS frames are read", (long)c->pid);
 	bool oom;
 	struct exp_resource *r = exp_resource_from_hello(p, len, &oom);
 	if (!r) {
@@ -247,7 +391,7 @@ static bool on_status_req(struct exp_server *s, struct exp_conn *c, size_t len)
 	return true;
 }
 
-static void handle_frame(struct exp_server *s, struct exp_conn *c, size_t n)
+static void handle_frame(struct exp_server *s, struct exp_conn *c, size_t n, int passed_fd)
 {
 	struct ts_frame_header h;
 	if (!ts_frame_parse_header(s->in, n, &h)) {
@@ -258,7 +402,12 @@ static void handle_frame(struct exp_server *s, struct exp_conn *c, size_t n)
 	bool ok = false;
 	switch (h.type) {
 	case TS_FRAME_HELLO:
-		ok = on_hello(s, c, payload, h.length);
+		ok = on_hello(s, c, payload, h.length, passed_fd);
+		break;
+	case TS_FRAME_WAKE:
+		ok = h.length == 0;
+		if (ok && c->ring)
+			ring_read(s, c, false);
 		break;
 	case TS_FRAME_SPANS:
 		ok = on_spans(s, c, payload, h.length);
@@ -280,19 +429,44 @@ static void handle_frame(struct exp_server *s, struct exp_conn *c, size_t n)
 static int read_frame(struct exp_server *s, struct exp_conn *c)
 {
 	struct iovec iov = {.iov_base = s->in, .iov_len = sizeof s->in};
-	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+	} ctl;
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
 	/* MSG_TRUNC: the return value is the real size even if it did not fit. */
-	ssize_t n = recvmsg(c->fd, &m, MSG_DONTWAIT | MSG_TRUNC);
+	ssize_t n = recvmsg(c->fd, &m, MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
+	/* A HELLO may carry the ring's memfd; any other fd is closed unused. */
+	int passed = -1;
+	if (n >= 0)
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm)) {
+			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < nfd; i++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+				if (passed < 0)
+					passed = fd;
+				else
+					close(fd);
+			}
+		}
 	if (n < 0)
 		return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
-	if (n == 0) /* EOF (an empty message reads the same; closing is fine for it) */
+	if (n == 0) { /* EOF (an empty message reads the same; closing is fine for it) */
+		if (passed >= 0)
+			close(passed);
 		return -1;
+	}
 	if ((size_t)n > sizeof s->in || (m.msg_flags & MSG_TRUNC)) {
 		STAT_ADD(dropped_oversized_frames, 1);
 		log_debug("pid %ld: %zd-byte frame over the %d limit", (long)c->pid, n, TS_FRAME_MAX);
-		return 1;
+	} else {
+		handle_frame(s, c, (size_t)n, passed);
 	}
-	handle_frame(s, c, (size_t)n);
+	if (passed >= 0)
+		close(passed); /* a ring keeps its mapping */
 	return 1;
 }
 
@@ -360,6 +534,7 @@ void exp_server_run(struct exp_server *s)
 		maybe_resume_accepting(s);
 		for (int i = 0; i < n; i++)
 			dispatch(s, &ev[i]);
+		poll_rings(s);
 	}
 	shutdown_drain(s);
 }
@@ -380,6 +555,9 @@ int exp_server_init(struct exp_server *s, const struct exp_config *cfg, struct e
 	s->conns = NULL;
 	s->n_conns = 0;
 	s->stopping = s->accept_paused = false;
+	s->n_rings = 0;
+	s->ring_poll_ms = 100;
+	s->next_ring_poll = 0;
 	s->listener_tag = EXP_EP_LISTENER;
 	s->signal_tag = EXP_EP_SIGNAL;
 	sbuf_init(&s->status);
@@ -395,6 +573,7 @@ int exp_server_init(struct exp_server *s, const struct exp_config *cfg, struct e
 
 void exp_server_destroy(struct exp_server *s)
 {
+	s->stopping = true; /* conn_close frees even a ring it could not read out */
 	while (s->conns)
 		conn_close(s, s->conns);
 	if (s->epfd >= 0)

@@ -1,5 +1,7 @@
 /* server.h — the receive loop: one epoll thread (the main thread) accepts
- * connections, reads frames, validates them and queues spans; it also
+ * connections, reads frames and the processes' shared span rings (on a timer,
+ * on WAKE, and to the end when a process hangs up), validates them and queues
+ * spans; it also
  * answers STATUS_REQ and watches a signalfd for SIGTERM/SIGINT/SIGHUP.
  * Nothing here blocks: sockets are non-blocking and the queue lock is only
  * held to link spans in. */
@@ -26,6 +28,15 @@ struct exp_conn {
 	pid_t pid; /* from SO_PEERCRED */
 	struct exp_resource *res; /* NULL until HELLO */
 	bool warned;           /* a malformed frame from it was logged already */
+	bool closing;          /* hung up (fd closed); kept until its ring is read out */
+	/* The process's shared span ring (frame.h), when it passed one. */
+	struct ts_ring_hdr *ring;
+	const uint8_t *ring_data;
+	uint32_t ring_size;
+	uint64_t ring_tail;    /* ours: the shared copy is only ever stored */
+	uint64_t ring_read;    /* records consumed */
+	uint64_t ring_dropped; /* the process's dropped counter as last seen */
+	uint64_t ring_end;     /* closing: head at the hang-up, read up to there */
 	struct exp_conn *prev, *next;
 };
 
@@ -41,6 +52,9 @@ struct exp_server {
 	bool stopping;
 	bool accept_paused; /* out of fds: accept resumes at resume_at */
 	struct timespec resume_at;
+	size_t n_rings;
+	uint32_t ring_poll_ms; /* the shortest TRACESHIM_FLUSH_MS a ring asked for */
+	uint64_t next_ring_poll; /* CLOCK_MONOTONIC ns */
 	struct sbuf status;
 	uint8_t in[TS_FRAME_MAX];
 	uint8_t out[TS_FRAME_MAX];

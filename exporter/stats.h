@@ -44,7 +44,8 @@
 	X(spool_files)                 \
 	X(spool_bytes)                 \
 	X(tail_pending_spans)          \
-	X(tail_pending_traces)
+	X(tail_pending_traces)         \
+	X(ring_connections)
 
 struct exp_stats {
 #define X(name) _Atomic uint64_t name;

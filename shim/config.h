@@ -23,6 +23,8 @@
 	X(TRACESHIM_LOG, "off", "shim log level: off|error|warn|info|debug (stderr)")               \
 	X(TRACESHIM_FLUSH_MS, "100", "longest a finished span waits in the process before sending") \
 	X(TRACESHIM_EXIT_FLUSH_MS, "200", "longest the exit path waits for a busy exporter")         \
+	X(TRACESHIM_TRANSPORT, "ring", "ring: shared-memory ring; socket: frames + sender thread")    \
+	X(TRACESHIM_RING_KB, "1024", "size of the shared span ring (64..65536, power of two)")      \
 	X(TRACEPARENT, "", "W3C traceparent of the parent process (env carrier)")                   \
 	X(TRACESTATE, "", "W3C tracestate of the parent process (env carrier)")                     \
 	X(BAGGAGE, "", "W3C baggage carried into the process (env carrier)")                         \
@@ -50,6 +52,8 @@ struct ts_config {
 	bool propagate_tracecontext, propagate_baggage;
 	enum ts_log_level log_level;
 	uint32_t flush_ms, exit_flush_ms;
+	bool socket_transport; /* TRACESHIM_TRANSPORT=socket */
+	uint32_t ring_bytes;   /* TRACESHIM_RING_KB, in bytes */
 	uint32_t max_trace_seconds; /* 0: a trace never splits */
 	enum ts_stacktraces stacktraces;
 	char service_name[256];

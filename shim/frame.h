@@ -33,6 +33,7 @@
 #ifndef TRACESHIM_FRAME_H
 #define TRACESHIM_FRAME_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,6 +54,7 @@ enum ts_frame_type {
 	TS_FRAME_SPANS = 2,
 	TS_FRAME_STATUS_REQ = 3,
 	TS_FRAME_STATUS = 4,
+	TS_FRAME_WAKE = 5, /* empty: the shim's ring (below) is half full, read it now */
 };
 
 enum ts_span_kind {
@@ -222,5 +224,77 @@ bool ts_hello_decode(const void *payload, size_t len, struct ts_hello_view *out)
 void ts_span_encode(struct ts_wbuf *w, const struct ts_span_view *s);
 void ts_hello_encode(struct ts_wbuf *w, uint32_t pid, uint32_t ppid, uint64_t start_ns,
 		     const struct ts_attr *attrs, uint8_t n_attrs);
+
+/* ---- the shared span ring --------------------------------------------------
+ *
+ * The normal way spans leave a process (docs/ARCHITECTURE.md §3). The shim
+ * creates a sealed memfd (F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL) of
+ * TS_RING_HDR_SIZE + data_size bytes, data_size a power of two in
+ * [TS_RING_MIN, TS_RING_MAX], and passes it with SCM_RIGHTS on its HELLO frame.
+ * From then on it appends span records (the record format above) to the ring
+ * with no system call; the exporter reads them on its own timer, on a WAKE
+ * frame, and when the connection closes — so a process that exits, execs or is
+ * killed loses none of what it committed, and never needs a thread of its own.
+ *
+ * One writer (the shim serialises its threads), one reader (the exporter).
+ * head/tail are byte counts that only grow; the byte at count c is
+ * data[c & (data_size-1)]. A record never wraps: when the next one does not fit
+ * before the end of the data area, the writer pads to the end, writing a u16 0
+ * there if at least 2 bytes remain. So the reader, at offset o with
+ * room = data_size - o: room < 2 or a u16 0 means "skip room bytes"; anything
+ * else is a record's u16 length. head is published (release) after the bytes;
+ * tail is published after the reader has copied them out.
+ *
+ * The exporter treats all of it as hostile: it trusts only its own copy of tail,
+ * bounds head - tail by data_size, copies records out before validating them
+ * (with the same decoder as SPANS frames), and needs the shrink seal so the
+ * mapping cannot be cut under it (SIGBUS).
+ */
+#define TS_RING_MAGIC 0x31525354u /* "TSR1" */
+#define TS_RING_VERSION 1
+#define TS_RING_HDR_SIZE 4096
+#define TS_RING_MIN (64u << 10)
+#define TS_RING_MAX (64u << 20)
+
+struct ts_ring_hdr {
+	uint32_t magic, version, data_size;
+	uint32_t flush_ms; /* the shim's TRACESHIM_FLUSH_MS: how often the reader should look */
+	uint8_t pad0[48];
+	/* written by the shim */
+	_Atomic uint64_t head;    /* bytes committed */
+	_Atomic uint64_t spans;   /* records committed */
+	_Atomic uint64_t dropped; /* spans the process dropped, cumulative */
+	uint8_t pad1[40];
+	/* written by the exporter */
+	_Atomic uint64_t tail;       /* bytes consumed */
+	_Atomic uint64_t read_spans; /* records consumed */
+	_Atomic uint64_t reader_ns;  /* CLOCK_MONOTONIC of the reader's last look */
+	uint8_t pad2[40];
+};
+/* Fixed offsets: tests and other-language readers rely on them. */
+_Static_assert(offsetof(struct ts_ring_hdr, head) == 64, "ring header layout");
+_Static_assert(offsetof(struct ts_ring_hdr, tail) == 128, "ring header layout");
+_Static_assert(sizeof(struct ts_ring_hdr) <= TS_RING_HDR_SIZE, "ring header layout");
+
+/* The writer's side. `head` is the writer's own copy (the shared one is only
+ * ever stored). */
+struct ts_ring {
+	struct ts_ring_hdr *h;
+	uint8_t *data;
+	uint32_t size;
+	uint64_t head;
+};
+
+/* Appends one record; false (nothing written) when the ring lacks room.
+ * *used: bytes unread after the append (for deciding to send WAKE). */
+bool ts_ring_put(struct ts_ring *r, const void *rec, size_t len, uint64_t *used);
+
+/* The reader's side: copies whole records from [*tail, head) into out as a
+ * SPANS payload (u16 count, records), stopping when the next record would not
+ * fit in cap. Advances *tail past what it copied (and past padding). Returns
+ * the payload length (0: nothing copied). *bad: the ring's contents broke the
+ * rules (a length that does not fit); the caller skips to head. */
+size_t ts_ring_take(const uint8_t *data, uint32_t size, uint64_t *tail, uint64_t head, uint8_t *out,
+		    size_t cap, uint16_t *count, bool *bad);
 
 #endif

@@ -1,7 +1,14 @@
-/* transport.c — batches span records into frames and ships them to the
- * exporter without ever making the application wait.
+/* transport.c — hands span records to the exporter without ever making the
+ * application wait. Two modes (docs/ARCHITECTURE.md §3):
  *
- * Locks (never nested except send_mu -> conn_mu):
+ *   ring (default)  records go into a shared-memory ring (frame.h) the exporter
+ *                   reads on its own: no thread, no system call per span; one
+ *                   WAKE send when the ring passes half full.
+ *   socket          records are batched into SPANS frames in process memory and a
+ *                   sender thread ships them (TRACESHIM_TRANSPORT=socket, or when
+ *                   no memfd can be made).
+ *
+ * Locks (never nested except send_mu -> conn_mu and ring_mu -> conn_mu):
  *   ring_mu  the frame ring: held for a memcpy by span-ending threads.
  *   send_mu  who is flushing (sender thread, or the exit path): held across
  *            waits for a busy exporter, never by an application call.
@@ -14,6 +21,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -24,6 +32,7 @@ TS_REAL(pthread_create, int, (pthread_t *, const pthread_attr_t *, void *(*)(voi
 TS_REAL(close, int, (int))
 TS_REAL(connect, int, (int, const struct sockaddr *, socklen_t))
 TS_REAL(send, ssize_t, (int, const void *, size_t, int))
+TS_REAL(sendmsg, ssize_t, (int, const struct msghdr *, int))
 
 #define RING 8
 #define SLICE_MS 50
@@ -50,6 +59,15 @@ static _Atomic int conn_fd = -1;
 static uint64_t last_connect_try;
 static _Atomic int sender_started;
 static _Atomic uint32_t dropped_unreported;
+/* Ring mode: the attached ring (ring.h NULL: none), under ring_mu. */
+static struct ts_ring ring;
+static bool socket_mode;       /* decided at the first connect, kept for the process's life */
+static uint64_t ring_checked;  /* CLOCK_MONOTONIC_COARSE ns of the last liveness check */
+static uint64_t ring_since;    /* CLOCK_MONOTONIC ns the ring was attached */
+/* A reader that has not looked for this long is checked for: is the socket
+ * still connected? (It looks every TRACESHIM_FLUSH_MS; a stopped exporter is
+ * not a dead one, so only a hang-up detaches.) */
+#define READER_STALE_MS 2000
 _Atomic uint64_t ts_dropped_spans;
 __thread int ts_signal_path TS_TLS;
 __thread int ts_sync_flush TS_TLS;
@@ -79,7 +97,11 @@ static void ring_init(void)
 		slots[i].count = 0;
 }
 
-void ts_transport_init(void) { ring_init(); }
+void ts_transport_init(void)
+{
+	ring_init();
+	socket_mode = ts_cfg.socket_transport;
+}
 
 /* ---- the ring (caller holds ring_mu) ----------------------------------------------- */
 
@@ -114,6 +136,241 @@ static bool seal_open(void)
 
 static void start_sender(void);
 
+/* ---- the connection (caller holds conn_mu) ---------------------------------------- */
+
+static void conn_close(void)
+{
+	int fd = atomic_exchange(&conn_fd, -1);
+	if (fd >= 0)
+		real_close()(fd);
+}
+
+/* Away from the low fds applications assume are theirs, but below 64: an fd
+ * past the initial 64-slot table makes the kernel grow it, and growing the
+ * table of a multi-threaded process waits in synchronize_rcu() — measured
+ * 30+ ms per process. (The close/dup2 hooks protect the fd wherever it is.) */
+static int move_high(int fd)
+{
+	if (fd >= 48)
+		return fd;
+	int hi = fcntl(fd, F_DUPFD_CLOEXEC, 48);
+	if (hi < 0)
+		return fd;
+	real_close()(fd);
+	return hi;
+}
+
+/* A sealed memfd holding a fresh ring, mapped into r; the fd to pass to the
+ * exporter, or -1 if this system cannot make one. */
+static int ring_create(struct ts_ring *r)
+{
+	size_t total = TS_RING_HDR_SIZE + (size_t)ts_cfg.ring_bytes;
+	int fd = memfd_create("traceshim-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -1;
+	void *m = MAP_FAILED;
+	if (ftruncate(fd, (off_t)total) == 0 &&
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
+		m = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		real_close()(fd);
+		return -1;
+	}
+	madvise(m, total, MADV_DONTFORK); /* a forked child makes its own */
+	struct ts_ring_hdr *h = m;
+	h->magic = TS_RING_MAGIC;
+	h->version = TS_RING_VERSION;
+	h->data_size = ts_cfg.ring_bytes;
+	h->flush_ms = ts_cfg.flush_ms;
+	*r = (struct ts_ring){.h = h, .data = (uint8_t *)m + TS_RING_HDR_SIZE, .size = ts_cfg.ring_bytes};
+	return fd;
+}
+
+static void ring_unmap(struct ts_ring *r)
+{
+	if (r->h)
+		munmap(r->h, TS_RING_HDR_SIZE + (size_t)r->size);
+	r->h = NULL;
+}
+
+/* HELLO (the resource), with the ring's memfd attached when there is one. */
+static bool send_hello(int fd, int ring_fd)
+{
+	static uint8_t hello[TS_FRAME_MAX / 2]; /* conn_mu held: no 16 KiB stack to fault in */
+	struct ts_wbuf w;
+	ts_wbuf_init(&w, hello, sizeof hello);
+	ts_frame_begin(&w, TS_FRAME_HELLO, 0);
+	w.len += ts_resource_hello(hello + w.len, sizeof hello - w.len);
+	if (!ts_frame_finish(&w))
+		return false;
+	struct iovec iov = {.iov_base = hello, .iov_len = w.len};
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (ring_fd >= 0) {
+		m.msg_control = ctl.buf;
+		m.msg_controllen = sizeof ctl.buf;
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &ring_fd, sizeof(int));
+	}
+	return real_sendmsg()(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)w.len;
+}
+
+/* Connects and says HELLO. want_ring (caller holds ring_mu): also set up the
+ * shared ring, or fall back to socket mode for good if it cannot be made. */
+static bool conn_open(bool want_ring)
+{
+	if (atomic_load(&conn_fd) >= 0)
+		return true;
+	uint64_t now = mono_ns();
+	if (last_connect_try && now - last_connect_try < RECONNECT_MS * 1000000ull)
+		return false;
+	last_connect_try = now;
+	if (!ts_cfg.socket_path[0])
+		return false;
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return false;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path, ts_cfg.socket_path, strlen(ts_cfg.socket_path) + 1);
+	if (real_connect()(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		real_close()(fd);
+		return false;
+	}
+	fd = move_high(fd);
+	struct ts_ring r = {0};
+	int ring_fd = -1;
+	if (want_ring) {
+		ring_fd = ring_create(&r);
+		if (ring_fd < 0) {
+			socket_mode = true;
+			ts_warn("no shared ring (memfd: %s): using the socket transport", strerror(errno));
+		}
+	}
+	bool ok = send_hello(fd, ring_fd);
+	if (ring_fd >= 0)
+		real_close()(ring_fd); /* the mappings keep the memory */
+	if (!ok) {
+		ring_unmap(&r);
+		real_close()(fd);
+		return false;
+	}
+	if (r.h) {
+		r.h->dropped = atomic_exchange(&dropped_unreported, 0);
+		ring = r;
+		ring_checked = ring_since = mono_ns();
+	}
+	last_connect_try = 0;
+	atomic_store(&conn_fd, fd);
+	ts_debug("connected to exporter at %s (fd %d, %s)", ts_cfg.socket_path, fd, r.h ? "ring" : "socket");
+	return true;
+}
+
+/* ---- ring mode (caller holds ring_mu) ---------------------------------------------- */
+
+/* The exporter is gone (reader_gone: what it had not read is lost) or our fd
+ * was taken (the exporter still reads to the end on the hang-up). */
+static void ring_detach(bool reader_gone)
+{
+	if (reader_gone && ring.h) {
+		uint64_t lost = atomic_load(&ring.h->spans) - atomic_load(&ring.h->read_spans);
+		if (lost <= UINT32_MAX)
+			drop((unsigned)lost);
+	}
+	ring_unmap(&ring);
+}
+
+static void ring_lost_connection(void)
+{
+	pthread_mutex_lock(&conn_mu);
+	conn_close();
+	last_connect_try = 0; /* a restarted exporter: reconnect on the next span */
+	pthread_mutex_unlock(&conn_mu);
+	ring_detach(true);
+	ts_debug("exporter connection lost; spans it had not read are counted as dropped");
+}
+
+/* WAKE: the ring passed half full, the exporter should not wait for its timer. */
+static void ring_wake(void)
+{
+	uint8_t f[TS_FRAME_HEADER_SIZE];
+	struct ts_wbuf w;
+	ts_wbuf_init(&w, f, sizeof f);
+	ts_frame_begin(&w, TS_FRAME_WAKE, 0);
+	ts_frame_finish(&w);
+	pthread_mutex_lock(&conn_mu);
+	int fd = atomic_load(&conn_fd);
+	bool gone = fd < 0 || (real_send()(fd, f, w.len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN &&
+			       errno != EWOULDBLOCK && errno != ENOBUFS);
+	pthread_mutex_unlock(&conn_mu);
+	if (gone)
+		ring_lost_connection();
+}
+
+/* Every second at most, on a traced call: if the exporter has not looked at
+ * the ring for READER_STALE_MS, is its end of the socket closed? */
+static void ring_check_reader(bool full)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+	uint64_t now = (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+	if (!full && now - ring_checked < 1000000000ull)
+		return;
+	uint64_t seen = atomic_load_explicit(&ring.h->reader_ns, memory_order_relaxed);
+	if (seen < ring_since)
+		seen = ring_since; /* not looked at yet: count from the attach */
+	ring_checked = now;
+	if (now < seen || now - seen < READER_STALE_MS * 1000000ull)
+		return;
+	pthread_mutex_lock(&conn_mu);
+	struct pollfd p = {.fd = atomic_load(&conn_fd), .events = POLLIN};
+	bool gone = p.fd < 0 || (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)));
+	pthread_mutex_unlock(&conn_mu);
+	if (gone)
+		ring_lost_connection();
+}
+
+/* On the exit/exec path only: a full ring gets up to TRACESHIM_EXIT_FLUSH_MS
+ * for the exporter to make room. */
+static bool ring_put_patiently(const uint8_t *rec, size_t len)
+{
+	uint64_t used, deadline = mono_ns() + (uint64_t)ts_cfg.exit_flush_ms * 1000000ull;
+	ring_wake();
+	while (ring.h && mono_ns() < deadline) {
+		struct timespec ms = {0, 1000000};
+		nanosleep(&ms, NULL);
+		if (ring.h && ts_ring_put(&ring, rec, len, &used))
+			return true;
+	}
+	return false;
+}
+
+static void ring_submit(const uint8_t *rec, size_t len)
+{
+	if (TS_UNLIKELY(atomic_load_explicit(&dropped_unreported, memory_order_relaxed)))
+		atomic_fetch_add(&ring.h->dropped, atomic_exchange(&dropped_unreported, 0));
+	uint64_t before = ring.head, used;
+	bool ok = ts_ring_put(&ring, rec, len, &used);
+	if (ok) {
+		uint64_t half = ring.size / 2;
+		if (used >= half && used - (ring.head - before) < half)
+			ring_wake();
+	} else if (ts_sync_flush && !ts_signal_path) {
+		ok = ring_put_patiently(rec, len);
+	}
+	if (!ok)
+		drop(1);
+	if (ring.h)
+		ring_check_reader(!ok);
+}
+
+/* ---- submitting ------------------------------------------------------------------- */
+
 void ts_transport_submit(const uint8_t *rec, size_t len)
 {
 	bool wake = false;
@@ -126,6 +383,23 @@ void ts_transport_submit(const uint8_t *rec, size_t len)
 		}
 	} else {
 		pthread_mutex_lock(&ring_mu);
+	}
+	if (!socket_mode) {
+		if (!ring.h && (ts_signal_path ? pthread_mutex_trylock(&conn_mu) : pthread_mutex_lock(&conn_mu)) == 0) {
+			if (ts_signal_path)
+				last_connect_try = 0; /* the process is dying: one more try */
+			conn_open(true);
+			pthread_mutex_unlock(&conn_mu);
+		}
+		if (ring.h)
+			ring_submit(rec, len);
+		else if (!socket_mode)
+			drop(1); /* no exporter to take it */
+		if (!socket_mode) {
+			pthread_mutex_unlock(&ring_mu);
+			ts_in_shim--;
+			return;
+		}
 	}
 	struct slot *s = open_slot();
 	if (s->count && s->len + len > TS_FRAME_MAX) {
@@ -155,66 +429,6 @@ void ts_transport_submit(const uint8_t *rec, size_t len)
 	ts_in_shim--;
 }
 
-/* ---- the connection (caller holds conn_mu) ---------------------------------------- */
-
-static void conn_close(void)
-{
-	int fd = atomic_exchange(&conn_fd, -1);
-	if (fd >= 0)
-		real_close()(fd);
-}
-
-/* Away from the low fds applications assume are theirs, but below 64: an fd
- * past the initial 64-slot table makes the kernel grow it, and growing the
- * table of a multi-threaded process waits in synchronize_rcu() — measured
- * 30+ ms per process. (The close/dup2 hooks protect the fd wherever it is.) */
-static int move_high(int fd)
-{
-	if (fd >= 48)
-		return fd;
-	int hi = fcntl(fd, F_DUPFD_CLOEXEC, 48);
-	if (hi < 0)
-		return fd;
-	real_close()(fd);
-	return hi;
-}
-
-static bool conn_open(void)
-{
-	if (atomic_load(&conn_fd) >= 0)
-		return true;
-	uint64_t now = mono_ns();
-	if (last_connect_try && now - last_connect_try < RECONNECT_MS * 1000000ull)
-		return false;
-	last_connect_try = now;
-	if (!ts_cfg.socket_path[0])
-		return false;
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return false;
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	memcpy(sa.sun_path, ts_cfg.socket_path, strlen(ts_cfg.socket_path) + 1);
-	if (real_connect()(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-		real_close()(fd);
-		return false;
-	}
-	fd = move_high(fd);
-	static uint8_t hello[TS_FRAME_MAX / 2]; /* conn_mu held: no 16 KiB stack to fault in */
-	struct ts_wbuf w;
-	ts_wbuf_init(&w, hello, sizeof hello);
-	ts_frame_begin(&w, TS_FRAME_HELLO, 0);
-	w.len += ts_resource_hello(hello + w.len, sizeof hello - w.len);
-	if (!ts_frame_finish(&w) ||
-	    real_send()(fd, hello, w.len, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)w.len) {
-		real_close()(fd);
-		return false;
-	}
-	last_connect_try = 0;
-	atomic_store(&conn_fd, fd);
-	ts_debug("connected to exporter at %s (fd %d)", ts_cfg.socket_path, fd);
-	return true;
-}
-
 enum send_result { SENT, BUSY, GONE };
 
 static enum send_result send_once(struct slot *s)
@@ -222,7 +436,7 @@ static enum send_result send_once(struct slot *s)
 	pthread_mutex_lock(&conn_mu);
 	enum send_result r = GONE;
 	for (int attempt = 0; attempt < 2 && r == GONE; attempt++) {
-		if (!conn_open())
+		if (!conn_open(false))
 			break;
 		uint32_t dropped = atomic_exchange(&dropped_unreported, 0);
 		memcpy(s->buf + 12, &dropped, 4);
@@ -349,10 +563,27 @@ static void start_sender(void)
 
 /* ---- flushing from the application's exit paths ------------------------------------ */
 
+/* Ring mode: what was dropped late still gets reported. */
+static void ring_report_drops(void)
+{
+	if (ring.h && atomic_load(&dropped_unreported))
+		atomic_fetch_add(&ring.h->dropped, atomic_exchange(&dropped_unreported, 0));
+}
+
 void ts_transport_flush(uint32_t budget_ms)
 {
 	ts_in_shim++;
 	int saved = errno;
+	if (!socket_mode) {
+		/* Nothing to send: the exporter reads the ring to its end when our
+		 * connection closes (exit, exec), whatever the process does next. */
+		pthread_mutex_lock(&ring_mu);
+		ring_report_drops();
+		pthread_mutex_unlock(&ring_mu);
+		errno = saved;
+		ts_in_shim--;
+		return;
+	}
 	uint64_t deadline = mono_ns() + (uint64_t)budget_ms * 1000000ull;
 	pthread_mutex_lock(&ring_mu);
 	seal_open();
@@ -375,6 +606,15 @@ void ts_transport_flush_from_signal(void)
 {
 	ts_in_shim++;
 	int saved = errno;
+	if (!socket_mode) {
+		if (pthread_mutex_trylock(&ring_mu) == 0) {
+			ring_report_drops();
+			pthread_mutex_unlock(&ring_mu);
+		}
+		errno = saved;
+		ts_in_shim--;
+		return;
+	}
 	if (pthread_mutex_trylock(&ring_mu) == 0) {
 		seal_open();
 		pthread_mutex_unlock(&ring_mu);
@@ -396,19 +636,25 @@ bool ts_transport_owns_fd(int fd) { return fd >= 0 && fd == atomic_load_explicit
  * give it up, so we never write a frame into whatever the number means next. */
 void ts_transport_fd_closed_by_app(int fd)
 {
+	pthread_mutex_lock(&ring_mu);
 	pthread_mutex_lock(&conn_mu);
-	if (atomic_load(&conn_fd) == fd)
+	if (atomic_load(&conn_fd) == fd) {
 		atomic_store(&conn_fd, -1); /* the application's close() closes it */
+		ring_detach(false);        /* the exporter reads it to the end on the hang-up */
+	}
 	pthread_mutex_unlock(&conn_mu);
+	pthread_mutex_unlock(&ring_mu);
 }
 
 /* ---- fork ---------------------------------------------------------------------------- */
 
 
 /* The child is single-threaded: the parent's sender is gone, its queued frames
- * are the parent's to send, and the connection belongs to the parent. */
+ * are the parent's to send, and the connection and the ring belong to the
+ * parent (the ring is not even mapped here: MADV_DONTFORK). */
 void ts_transport_atfork_child(void)
 {
+	ring.h = NULL;
 	pthread_mutex_init(&ring_mu, NULL);
 	pthread_mutex_init(&send_mu, NULL);
 	pthread_mutex_init(&conn_mu, NULL);

@@ -173,7 +173,7 @@ Test(process, status_keys_in_order)
 			      "spool_replayed_spans", "spool_corrupt_files", "tail_kept_traces",
 			      "tail_dropped_traces", "tail_decided_early", "refused_hellos", "queue_depth",
 			      "outbox_spans", "spooled_spans", "spool_files", "spool_bytes",
-			      "tail_pending_spans", "tail_pending_traces", "tail_sampling", "last_error",
+			      "tail_pending_spans", "tail_pending_traces", "ring_connections", "tail_sampling", "last_error",
 			      "last_error_at"};
 	const char *p = text + strlen(want);
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {

@@ -1,0 +1,67 @@
+/* ring.c — both ends of the shared span ring (layout and rules: frame.h).
+ * Pure: no system calls, no allocation; the shim serialises writers, the
+ * exporter is the only reader. */
+#include "frame.h"
+
+bool ts_ring_put(struct ts_ring *r, const void *rec, size_t len, uint64_t *used)
+{
+	uint64_t tail = atomic_load_explicit(&r->h->tail, memory_order_acquire);
+	uint64_t head = r->head;
+	uint32_t off = (uint32_t)(head & (r->size - 1)), room = r->size - off;
+	uint64_t pad = len > room ? room : 0;
+	if (len < 2 || head - tail > r->size || head - tail + pad + len > r->size)
+		return false;
+	if (pad) {
+		if (room >= 2)
+			memset(r->data + off, 0, 2);
+		head += pad;
+		off = 0;
+	}
+	memcpy(r->data + off, rec, len);
+	head += len;
+	r->head = head;
+	atomic_store_explicit(&r->h->spans, atomic_load_explicit(&r->h->spans, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	atomic_store_explicit(&r->h->head, head, memory_order_release);
+	*used = head - tail;
+	return true;
+}
+
+size_t ts_ring_take(const uint8_t *data, uint32_t size, uint64_t *tailp, uint64_t head, uint8_t *out,
+		    size_t cap, uint16_t *count, bool *bad)
+{
+	uint64_t tail = *tailp;
+	size_t n = 2;
+	uint16_t c = 0;
+	*bad = head - tail > size;
+	while (!*bad && tail != head && c < UINT16_MAX) {
+		uint32_t off = (uint32_t)(tail & (size - 1)), room = size - off;
+		uint16_t len = 0;
+		if (room >= 2)
+			memcpy(&len, data + off, 2); /* read once: the writer may be hostile */
+		if (len == 0) {                      /* padding to the end of the area */
+			if (room > head - tail)
+				*bad = true;
+			else
+				tail += room;
+			continue;
+		}
+		if (len < 4 || len > room || len > head - tail || len > TS_SPAN_RECORD_MAX) {
+			*bad = true;
+			break;
+		}
+		if (n + len > cap)
+			break;
+		memcpy(out + n, data + off, len);
+		memcpy(out + n, &len, 2); /* the length we checked, whatever is there now */
+		n += len;
+		tail += len;
+		c++;
+	}
+	*tailp = tail;
+	*count = c;
+	if (!c)
+		return 0;
+	memcpy(out, &c, 2);
+	return n;
+}

@@ -1,0 +1,185 @@
+#!/usr/bin/python3
+"""The shared span ring (shim/frame.h, docs/ARCHITECTURE.md §3): spans reach
+the exporter with no thread in the traced process, from quiet long-running
+processes, from processes killed with SIGKILL, through bursts larger than the
+ring; the socket transport still works; and the exporter refuses rings that
+break the rules without being hurt by them."""
+
+import mmap
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+sys.path.append(os.path.join(HERE, "..", "exporter"))  # tsframes (after lib: names clash)
+import tsframes  # noqa: E402
+import tstest  # noqa: E402
+from tstest import spanlib  # noqa: E402
+
+RING_MAGIC, RING_VERSION, RING_HDR = 0x31525354, 1, 4096
+HEAD, SPANS, DROPPED, TAIL, READ_SPANS = 64, 72, 80, 128, 136
+
+
+def status_int(env, key):
+    return int(env.status().get(key, "0") or 0)
+
+
+def wait_status(env, key, want, timeout=10):
+    deadline = time.monotonic() + timeout
+    while status_int(env, key) < want:
+        if time.monotonic() > deadline:
+            raise AssertionError("%s < %d: %r" % (key, want, env.status()))
+        time.sleep(0.05)
+
+
+class RingClient:
+    """Plays the shim's side of the ring by hand: a memfd, sealed or not,
+    passed on HELLO; records appended with head published after them."""
+
+    def __init__(self, path, size=64 * 1024, seal=True, magic=RING_MAGIC, flush_ms=20):
+        self.size = size
+        fd = os.memfd_create("test-ring", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        os.ftruncate(fd, RING_HDR + size)
+        if seal:
+            import fcntl
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+        self.m = mmap.mmap(fd, RING_HDR + size)
+        struct.pack_into("=IIII", self.m, 0, magic, RING_VERSION, size, flush_ms)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.connect(path)
+        self.sock.sendmsg([tsframes.frame(tsframes.HELLO, tsframes.hello_payload("ring-client"))],
+                          [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("=i", fd))])
+        os.close(fd)
+        self.head = 0
+
+    def raw(self, data, head):
+        """Writes data at the current head and publishes `head` (whatever it is)."""
+        off = self.head % self.size
+        self.m[RING_HDR + off:RING_HDR + off + len(data)] = data
+        struct.pack_into("=Q", self.m, HEAD, head)
+        self.head = head
+
+    def put(self, record):
+        self.raw(record, self.head + len(record))
+
+    def u64(self, off):
+        return struct.unpack_from("=Q", self.m, off)[0]
+
+    def close(self):
+        self.sock.close()
+
+
+class Transport(tstest.TestCase):
+    def setUp(self):
+        self.srv = self.start_http_server()
+        self.url = self.srv.url("/")
+
+    def test_no_thread_in_a_traced_process(self):
+        # bash connects (a span) and then counts its own threads.
+        env = self.make_env()
+        script = "exec 3<>/dev/tcp/127.0.0.1/%d; ls /proc/$$/task | wc -l" % self.srv.port
+        r = env.run(["bash", "-c", script], via="preload")
+        self.assertOk(r)
+        self.assertEqual(r.stdout.strip(), b"1", "the shim started a thread")
+        env.wait_spans(1, where="connect")
+        # The socket transport needs its sender thread: the same script sees 2.
+        r = env.run(["bash", "-c", script], via="preload", env={"TRACESHIM_TRANSPORT": "socket"})
+        self.assertEqual(r.stdout.strip(), b"2")
+
+    def test_socket_transport_still_delivers(self):
+        env = self.make_env()
+        r = env.run(["curl", "-s", self.url], env={"TRACESHIM_TRANSPORT": "socket"})
+        self.assertOk(r)
+        spans = env.wait_spans(3, where=lambda s: s["name"] in ("curl", "connect", "GET"))
+        self.assertEqual(len(spanlib.trace_ids(spans)), 1)
+        self.assertEqual(status_int(env, "ring_connections"), 0)
+
+    def test_quiet_process_spans_arrive_while_it_runs(self):
+        env = self.make_env()
+        code = tstest.PYTHON_GET.replace("sys.stdout.buffer.write(", "(") + "import time; time.sleep(60)\n"
+        p = env.spawn(["/usr/bin/python3", "-c", code, self.url], via="preload")
+        t0 = time.monotonic()
+        env.wait_spans(1, where="GET", timeout=10)
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertIsNone(p.poll(), "the process is still running: nothing was flushed by an exit")
+        wait_status(env, "ring_connections", 1)
+        p.kill()
+        p.wait()
+        wait_status(env, "connections_total", 1)
+        env.wait_for(lambda _: status_int(env, "ring_connections") == 0, what="the ring let go after the exit")
+
+    def test_sigkill_loses_nothing_committed(self):
+        env = self.make_env()
+        code = tstest.PYTHON_GET.replace("sys.stdout.buffer.write(", "(") + \
+            "import os, signal; os.kill(os.getpid(), signal.SIGKILL)\n"
+        r = env.run(["/usr/bin/python3", "-c", code, self.url], via="preload")
+        self.assertEqual(r.returncode, -9)
+        spans = env.wait_spans(2, where=lambda s: s["name"] in ("GET", "getaddrinfo", "connect"))
+        self.assertIn("GET", [s["name"] for s in spans])
+        self.assertFalse([s for s in spans if s["name"] == "python3"], "no process span: it never ended")
+
+    def test_burst_larger_than_the_ring(self):
+        # 64 KiB holds ~150 spans: 600 keep-alive requests pass through it
+        # four times, so the WAKE path (not the timer) must keep up.
+        env = self.make_env()
+        n = 600
+        r = env.run(["curl", "-s", "-o", "/dev/null"] + [self.url + "?i=%d" % i for i in range(n)],
+                    env={"TRACESHIM_RING_KB": "64", "TRACESHIM_FLUSH_MS": "1000"}, timeout=120)
+        self.assertOk(r)
+        env.wait_spans(1, where="curl")
+        got = len([s for s in env.spans() if s["name"] == "GET"])
+        dropped = status_int(env, "dropped_client")
+        self.assertEqual(got + dropped, n, env.status())
+        self.assertLess(dropped, n // 10, "the reader did not keep up: %r" % env.status())
+
+    def test_rings_that_break_the_rules(self):
+        env = self.make_env()
+        rec = tsframes.span_record(os.urandom(16), os.urandom(8), "ring-ok")
+        # Not sealed: it could be cut under the exporter's mapping (SIGBUS).
+        c = RingClient(env.socket, seal=False)
+        c.put(rec)
+        time.sleep(0.3)
+        self.assertEqual(status_int(env, "ring_connections"), 0)
+        c.close()
+        # Wrong magic.
+        c = RingClient(env.socket, magic=0x12345678)
+        time.sleep(0.3)
+        self.assertEqual(status_int(env, "ring_connections"), 0)
+        c.close()
+        # A good ring: records arrive, tail and read_spans come back.
+        good = RingClient(env.socket)
+        ids = []
+        for i in range(300):  # wraps a 64 KiB ring
+            t, s = os.urandom(16), os.urandom(8)
+            ids.append((t.hex(), s.hex()))
+            good.put(tsframes.span_record(t, s, "ring-ok"))
+            while good.head - good.u64(TAIL) > good.size - 2 * len(rec):
+                time.sleep(0.005)
+            if (good.head % good.size) + len(rec) > good.size:  # pad to the end, as the shim does
+                pad = good.size - good.head % good.size
+                good.raw(b"\0" * pad, good.head + pad)
+        env.wait_for(lambda sp: len([x for x in sp if x["name"] == "ring-ok"]) == 300, what="300 ring spans")
+        self.assertEqual(good.u64(READ_SPANS), 300, "the reader counts what it consumed")
+        self.assertEqual(good.u64(TAIL), good.head)
+        # Garbage: a record length past head, then a head a whole ring ahead.
+        before = status_int(env, "dropped_malformed_frames")
+        bad = RingClient(env.socket)
+        bad.raw(struct.pack("=H", 5000) + b"x" * 98, 100)
+        wait_status(env, "dropped_malformed_frames", before + 1)
+        bad.raw(b"", bad.head + 10 * bad.size)
+        wait_status(env, "dropped_malformed_frames", before + 2)
+        bad.close()
+        good.close()
+        # Still serving.
+        with tsframes.Client(env.socket, service="after") as cl:
+            cl.send_spans(5, name="after")
+        env.wait_spans(5, where="after")
+        self.assertIsNone(env.exporter.poll(), "the exporter died")
+
+
+if __name__ == "__main__":
+    tstest.main()
