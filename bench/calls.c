@@ -14,13 +14,15 @@
  * two processes.
  *
  * -t starts one idle thread first: the process is multi-threaded from then on,
- * as a traced process is once the shim's sender thread runs. The kernel gives
+ * as a traced process was while the shim's sender thread ran (the socket
+ * transport; the default ring transport starts no thread). The kernel gives
  * single-threaded processes a cheaper fd lookup (no reference count, no f_pos
  * lock), so this shows what a second thread costs by itself, without the shim.
  *
  * -s makes one traced event first (a loopback TCP connection, opened and
- * closed): under the shim that ends a span, which starts the shim's sender
- * thread. Without -s the tests run before the process has traced anything.
+ * closed): under the shim that ends a span, which connects to the exporter and
+ * sets up the ring (socket transport: starts the sender thread). Without -s
+ * the tests run before the process has traced anything.
  *
  *   devnull  write(fd, buf, 64) to /dev/null: no fd-table entry, the common case
  *            of files, pipes and ttys.
@@ -210,7 +212,7 @@ static void one_connection(void)
 	tcp_setup(&t);
 	close(t.fd);
 	close(t.fd2);
-	struct timespec pause_ = {0, 20 * 1000000}; /* let a sender thread start */
+	struct timespec pause_ = {0, 20 * 1000000}; /* let a socket-mode sender thread start */
 	nanosleep(&pause_, NULL);
 }
 

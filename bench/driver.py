@@ -256,14 +256,14 @@ def bench_calls():
                     inproc[t][0].append(res[t][0])
                     inproc[t][1].append(res[t][1])
     out = {}
-    log("  state after one traced connection (the shim's sender thread runs in the traced process):")
+    log("  state after one traced connection (spans flowing: ring attached; a sender thread in socket mode):")
     for t in tests:
         u, tr = median(samples["plain"][t]), median(samples["traced"][t])
         out[t] = {"untraced_ns": u, "traced_ns": tr, "ratio": row("calls", f"{t} (after a span)", u, tr)}
-    log("  before the process traced anything (no sender thread yet):")
+    log("  before the process traced anything:")
     for t in tests:
         u, tr = median(samples["plain-cold"][t]), median(samples["traced-cold"][t])
-        note = "its own connect already started the sender" if t == "tcp" else ""
+        note = "its own connect is already a traced event" if t == "tcp" else ""
         out[t + "_cold"] = {"untraced_ns": u, "traced_ns": tr, "ratio": row("calls", f"{t} (cold)", u, tr, note)}
     log("  a second thread by itself, no shim (plain vs plain + idle thread):")
     for t in tests:
@@ -545,9 +545,7 @@ def firehose(exp, procs, seconds, rate=0):
     returns sent/received/exported, loss, exporter CPU per span and RSS."""
     before = exp.settle()
     c0 = proc_cpu_s(exp.pid)
-    argv = [os.path.join(A.bin, "firehose"), exp.sock, str(procs), str(seconds)]
-    if rate:
-        argv.append(str(rate))
+    argv = [os.path.join(A.bin, "firehose"), exp.sock, str(procs), str(seconds), str(rate or 0), A.fh_transport]
     p = subprocess.Popen(pin(LOAD_CPU, argv), stdout=subprocess.PIPE, text=True)
     rss_max = 0
     t0 = time.time()
@@ -568,6 +566,7 @@ def firehose(exp, procs, seconds, rate=0):
         "procs": procs, "seconds": seconds, "rate_asked": rate,
         "sent": sent, "received": delta(before, after, "received_spans"), "exported": exported,
         "dropped_queue_full": delta(before, after, "dropped_queue_full"),
+        "dropped_client": delta(before, after, "dropped_client"), "transport": A.fh_transport,
         "export_errors": delta(before, after, "export_errors"),
         "loss": 1 - exported / sent if sent else float("nan"),
         "sent_per_s": sent / fh["seconds"],
@@ -590,7 +589,7 @@ def print_firehose(label, r):
 
 
 def bench_exporter():
-    log(f"\n== 3. exporter throughput: span firehose ({A.fh_procs} processes; exporter pinned to core "
+    log(f"\n== 3. exporter throughput: span firehose ({A.fh_procs} processes, {A.fh_transport} transport; exporter pinned to core "
         f"{SERVER_CPU}, senders to core {LOAD_CPU}) ==")
     out = {}
     sink_proc = None
@@ -760,6 +759,8 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the exporters' output files")
     ap.add_argument("--only", default="calls,nginx,python,exporter,processes",
                     help="comma-separated: calls,nginx,python,exporter,processes")
+    ap.add_argument("--fh-transport", default="ring", choices=["ring", "socket"],
+                    help="how the firehose hands spans over (ring: as the shim does by default)")
     A = ap.parse_args()
     A.nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     A.wrk = shutil.which("wrk")

@@ -1,7 +1,14 @@
 /* firehose.c — a span firehose for the exporter, speaking the frame format
  * (shim/frame.h) directly: no preload, no HTTP, nothing but frames.
  *
- *   firehose SOCKET PROCS SECONDS [SPANS_PER_SECOND]
+ *   firehose SOCKET PROCS SECONDS [SPANS_PER_SECOND [ring|socket]]
+ *
+ * ring (the default, as the shim): each sender makes a 1 MiB shared ring like
+ * the shim's, passes it on HELLO and appends records to it, sending WAKE when
+ * it passes half full. Without a rate cap a full ring makes the sender wait
+ * for the exporter (what the exporter can take: its capacity); with a cap the
+ * sender drops and counts like the shim (the exporter reports those in
+ * dropped_client). socket: SPANS frames on the socket, as below.
  *
  * Forks PROCS senders; each connects to the exporter's SEQPACKET socket,
  * sends a HELLO (a realistic resource), then SPANS frames for SECONDS: each
@@ -19,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -156,7 +164,36 @@ struct counters {
 	unsigned long long spans, frames;
 };
 
-static void sender(const char *path, double seconds, double rate, struct counters *out)
+/* A ring as the shim makes it (shim/transport.c ring_create); returns the fd. */
+static int ring_make(struct ts_ring *r, uint32_t size)
+{
+	int fd = memfd_create("firehose-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0 || ftruncate(fd, TS_RING_HDR_SIZE + size) != 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+		die("memfd");
+	void *m = mmap(NULL, TS_RING_HDR_SIZE + size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		die("mmap ring");
+	struct ts_ring_hdr *h = m;
+	h->magic = TS_RING_MAGIC;
+	h->version = TS_RING_VERSION;
+	h->data_size = size;
+	h->flush_ms = 100;
+	*r = (struct ts_ring){.h = h, .data = (uint8_t *)m + TS_RING_HDR_SIZE, .size = size};
+	return fd;
+}
+
+static void send_wake(int fd)
+{
+	uint8_t f[TS_FRAME_HEADER_SIZE];
+	struct ts_wbuf w;
+	ts_wbuf_init(&w, f, sizeof f);
+	ts_frame_begin(&w, TS_FRAME_WAKE, 0);
+	ts_frame_finish(&w);
+	send(fd, f, w.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+static void sender(const char *path, double seconds, double rate, bool use_ring, struct counters *out)
 {
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -167,8 +204,28 @@ static void sender(const char *path, double seconds, double rate, struct counter
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
 	static uint8_t hello[TS_FRAME_MAX];
 	size_t hlen = build_hello(hello, sizeof hello);
-	if (send(fd, hello, hlen, MSG_NOSIGNAL) != (ssize_t)hlen)
+	struct ts_ring ring = {0};
+	struct iovec iov = {.iov_base = hello, .iov_len = hlen};
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (use_ring) {
+		int rfd = ring_make(&ring, 1u << 20);
+		m.msg_control = ctl.buf;
+		m.msg_controllen = sizeof ctl.buf;
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &rfd, sizeof rfd);
+		if (sendmsg(fd, &m, MSG_NOSIGNAL) != (ssize_t)hlen)
+			die("send HELLO");
+		close(rfd);
+	} else if (send(fd, hello, hlen, MSG_NOSIGNAL) != (ssize_t)hlen) {
 		die("send HELLO");
+	}
 	static struct frame f;
 	build_spans(&f);
 	uint64_t ctr = 0, start = now_ns(CLOCK_MONOTONIC), end = start + (uint64_t)(seconds * 1e9);
@@ -186,6 +243,26 @@ static void sender(const char *path, double seconds, double rate, struct counter
 			}
 		}
 		refresh(&f, &ctr, (uint32_t)getpid());
+		if (use_ring) {
+			for (unsigned i = 0; i < f.count; i++) {
+				uint64_t before = ring.head, used, half = ring.size / 2;
+				while (!ts_ring_put(&ring, f.buf + f.rec_off[i], f.rec_len, &used)) {
+					if (rate > 0) { /* as the shim: drop and count */
+						atomic_fetch_add(&ring.h->dropped, 1);
+						goto next;
+					}
+					send_wake(fd);
+					struct timespec w = {0, 50000};
+					nanosleep(&w, NULL);
+				}
+				if (used >= half && used - (ring.head - before) < half)
+					send_wake(fd);
+			next:;
+			}
+			__atomic_fetch_add(&out->spans, f.count, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&out->frames, 1, __ATOMIC_RELAXED);
+			continue;
+		}
 		ssize_t n = send(fd, f.buf, f.len, MSG_NOSIGNAL);
 		if (n != (ssize_t)f.len) {
 			if (n < 0 && errno == EINTR)
@@ -201,11 +278,12 @@ static void sender(const char *path, double seconds, double rate, struct counter
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
-		fprintf(stderr, "usage: firehose SOCKET PROCS SECONDS [SPANS_PER_SECOND]\n");
+		fprintf(stderr, "usage: firehose SOCKET PROCS SECONDS [SPANS_PER_SECOND [ring|socket]]\n");
 		return 2;
 	}
 	int procs = atoi(argv[2]);
 	double seconds = atof(argv[3]), rate = argc > 4 ? atof(argv[4]) : 0;
+	bool use_ring = !(argc > 5 && !strcmp(argv[5], "socket"));
 	if (procs < 1 || seconds <= 0) {
 		fprintf(stderr, "firehose: bad PROCS or SECONDS\n");
 		return 2;
@@ -219,7 +297,7 @@ int main(int argc, char **argv)
 		if (p < 0)
 			die("fork");
 		if (p == 0) {
-			sender(argv[1], seconds, rate / procs, c);
+			sender(argv[1], seconds, rate / procs, use_ring, c);
 			_exit(0);
 		}
 	}
