@@ -17,10 +17,10 @@
 /* Appends one ExportTraceServiceRequest (no newline); false when out of memory. */
 bool exp_json_encode(struct sbuf *out, const struct exp_batch *b);
 
-/* The pieces, for unit tests. */
+/* The pieces, for unit tests. A span is written from its queued record,
+ * which must have passed ts_span_decode (see record.h). */
 void exp_json_string(struct sbuf *out, const char *p, size_t n);
-void exp_json_hex(struct sbuf *out, const uint8_t *p, size_t n);
 void exp_json_attr(struct sbuf *out, const struct ts_attr *a);
-void exp_json_span(struct sbuf *out, const struct ts_span_view *s);
+void exp_json_span(struct sbuf *out, const struct exp_span *s);
 
 #endif

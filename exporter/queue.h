@@ -14,7 +14,8 @@
 #include "resource.h"
 
 /* One validated span record, copied out of its frame. Holds a reference to
- * the resource of the connection it came from. */
+ * the resource of the connection it came from. The record must have passed
+ * ts_span_decode: the encoders read it without bounds checks (record.h). */
 struct exp_span {
 	struct exp_span *next;
 	struct exp_resource *res;

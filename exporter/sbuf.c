@@ -53,8 +53,6 @@ void sbuf_put(struct sbuf *b, const void *p, size_t n)
 
 void sbuf_putc(struct sbuf *b, char c) { sbuf_put(b, &c, 1); }
 
-void sbuf_puts(struct sbuf *b, const char *s) { sbuf_put(b, s, strlen(s)); }
-
 void sbuf_printf(struct sbuf *b, const char *fmt, ...)
 {
 	/* Format once into the room there is; only a text that does not fit is
@@ -80,42 +78,6 @@ void sbuf_printf(struct sbuf *b, const char *fmt, ...)
 	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
 	va_end(ap);
 	b->len += (size_t)n;
-}
-
-void sbuf_u64(struct sbuf *b, uint64_t v)
-{
-	char tmp[20];
-	size_t i = sizeof tmp;
-	do {
-		tmp[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	sbuf_put(b, tmp + i, sizeof tmp - i);
-}
-
-void sbuf_i64(struct sbuf *b, int64_t v)
-{
-	if (v < 0) {
-		sbuf_putc(b, '-');
-		sbuf_u64(b, (uint64_t)0 - (uint64_t)v); /* INT64_MIN too */
-	} else {
-		sbuf_u64(b, (uint64_t)v);
-	}
-}
-
-void sbuf_hex(struct sbuf *b, const uint8_t *p, size_t n)
-{
-	static const char digits[] = "0123456789abcdef";
-	if (!sbuf_reserve(b, 2 * n)) {
-		b->oom = true;
-		return;
-	}
-	char *o = b->p + b->len;
-	for (size_t i = 0; i < n; i++) {
-		o[2 * i] = digits[p[i] >> 4];
-		o[2 * i + 1] = digits[p[i] & 15];
-	}
-	b->len += 2 * n;
 }
 
 bool sbuf_cstr(struct sbuf *b)

@@ -22,13 +22,21 @@ void sbuf_reset(struct sbuf *b); /* len = 0, oom cleared, memory kept */
 bool sbuf_reserve(struct sbuf *b, size_t more);
 void sbuf_put(struct sbuf *b, const void *p, size_t n);
 void sbuf_putc(struct sbuf *b, char c);
-void sbuf_puts(struct sbuf *b, const char *s);
 void sbuf_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Decimal and lowercase hex without printf: the JSON encoder writes ~8
- * integers and 3 ids per span, and vsnprintf was a quarter of its CPU. */
-void sbuf_u64(struct sbuf *b, uint64_t v);
-void sbuf_i64(struct sbuf *b, int64_t v);
-void sbuf_hex(struct sbuf *b, const uint8_t *p, size_t n);
+
+/* The encoders' fast path: room for `more` bytes is reserved once (for a
+ * whole span, from a bound on its encoded size), written through the
+ * returned pointer with no check per byte, then committed with
+ * sbuf_commit(b, end). NULL when out of memory (oom set). */
+static inline char *sbuf_room(struct sbuf *b, size_t more)
+{
+	if (!b->oom && more <= b->cap - b->len)
+		return b->p + b->len;
+	return sbuf_reserve(b, more) ? b->p + b->len : NULL;
+}
+
+static inline void sbuf_commit(struct sbuf *b, const void *end) { b->len = (size_t)((const char *)end - b->p); }
+
 /* NUL-terminates without counting the NUL in len; false on oom. */
 bool sbuf_cstr(struct sbuf *b);
 

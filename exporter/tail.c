@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "record.h"
 #include "stats.h"
 
 /* ---- a map from trace id to a 64-bit value ------------------------------- */
@@ -145,22 +146,12 @@ bool exp_tail_ratio_keeps(const uint8_t trace_id[16], double ratio)
 	return ratio > 0.0 && x < (uint64_t)(ratio * 9223372036854775808.0);
 }
 
-/* Span record layout (shim/frame.h): u16 len | trace_id[16] | span_id[8] |
- * parent[8] | u64 start | u64 end | u8 kind | u8 status | ... — validated on
- * receipt, so the fixed offsets are safe. */
-#define REC_TRACE_ID 2
-#define REC_START 34
-#define REC_END 42
-#define REC_STATUS 51
-
 static bool span_interesting(const struct exp_tail *t, const struct exp_span *s)
 {
-	if (s->len <= REC_STATUS)
+	if (s->len <= EXP_REC_STATUS)
 		return false;
-	uint64_t start, end;
-	memcpy(&start, s->rec + REC_START, 8);
-	memcpy(&end, s->rec + REC_END, 8);
-	return s->rec[REC_STATUS] == TS_STATUS_ERROR || (end >= start && end - start >= t->slow_ns);
+	uint64_t start = exp_rec_u64(s->rec + EXP_REC_START), end = exp_rec_u64(s->rec + EXP_REC_END);
+	return s->rec[EXP_REC_STATUS] == TS_STATUS_ERROR || (end >= start && end - start >= t->slow_ns);
 }
 
 static void publish(const struct exp_tail *t)
@@ -285,7 +276,7 @@ static struct trace *new_trace(struct exp_tail *t, const uint8_t id[16], uint64_
  * rather than being lost. */
 static void hold(struct exp_tail *t, struct exp_span *s, uint64_t now_ms, struct exp_span_list *out)
 {
-	const uint8_t *id = s->rec + REC_TRACE_ID;
+	const uint8_t *id = s->rec + EXP_REC_TRACE_ID;
 	struct slot *sl = map_find(&t->pending, id);
 	struct trace *tr = sl ? (struct trace *)(uintptr_t)sl->val : new_trace(t, id, now_ms);
 	if (!tr) {
@@ -307,7 +298,7 @@ void exp_tail_add(struct exp_tail *t, struct exp_span *list, uint64_t now_ms, st
 	prune_decisions(t, now_ms);
 	for (struct exp_span *s = list, *next; s; s = next) {
 		next = s->next;
-		int d = s->len > REC_STATUS ? decided(t, s->rec + REC_TRACE_ID) : 1;
+		int d = s->len > EXP_REC_STATUS ? decided(t, s->rec + EXP_REC_TRACE_ID) : 1;
 		if (d == 1) {
 			list_append(out, s);
 		} else if (d == 0) {

@@ -116,12 +116,21 @@ Test(json, string_array_attribute)
 			 "{\"key\":\"e\",\"value\":{\"arrayValue\":{\"values\":[]}}}");
 }
 
+/* The span as the file sink writes it: from its queued record. */
 static const char *span_json(struct tb_span *s)
 {
 	static struct sbuf b;
+	uint8_t rec[TS_SPAN_RECORD_MAX];
+	size_t n = tb_span_record(rec, sizeof rec, s);
+	cr_assert_gt(n, 0);
+	struct exp_resource *r = exp_resource_unknown();
+	struct exp_span *es = exp_span_new(r, rec, (uint16_t)n);
+	cr_assert_not_null(es);
+	exp_resource_unref(r);
 	sbuf_reset(&b);
-	exp_json_span(&b, &s->v);
+	exp_json_span(&b, es);
 	sbuf_cstr(&b);
+	exp_span_free_list(es);
 	return b.p;
 }
 
