@@ -46,6 +46,10 @@ static void ring_detach(struct exp_server *s, struct exp_conn *c)
  * queue is full. */
 static void conn_close(struct exp_server *s, struct exp_conn *c)
 {
+	if (c->paused) {
+		c->paused = false;
+		s->n_paused--;
+	}
 	if (c->fd >= 0) {
 		close(c->fd); /* also removes it from the epoll set */
 		c->fd = -1;
@@ -183,6 +187,8 @@ static void maybe_resume_accepting(struct exp_server *s)
 static int epoll_timeout(const struct exp_server *s)
 {
 	int ms = s->accept_paused ? ACCEPT_PAUSE_MS : -1;
+	if (s->n_paused && (ms < 0 || ms > RING_POLL_MIN_MS))
+		ms = RING_POLL_MIN_MS; /* look for room in the queue again soon */
 	if (s->n_rings) {
 		uint64_t now = mono_ns();
 		int r = now >= s->next_ring_poll ? 0 : (int)((s->next_ring_poll - now + 999999) / 1000000);
@@ -232,7 +238,9 @@ static bool ring_attach(struct exp_server *s, struct exp_conn *c, int fd)
  * the processes drop (and count) only when theirs fill up. */
 static bool queue_has_room(struct exp_server *s)
 {
-	return exp_queue_depth(s->queue) + TS_FRAME_MAX / 64 < s->queue->max_spans;
+	/* room for a full frame of small records, or for half of a tiny queue */
+	size_t max = s->queue->max_spans, margin = max / 2 < 512 ? max / 2 : 512;
+	return exp_queue_depth(s->queue) + margin < max;
 }
 
 static bool on_spans(struct exp_server *s, struct exp_conn *c, const uint8_t *p, size_t len);
@@ -471,9 +479,42 @@ static int read_frame(struct exp_server *s, struct exp_conn *c)
 }
 
 /* Returns false when the connection was closed. */
+/* Backpressure for socket-mode clients, as for rings: while the queue is
+ * (nearly) full, a connection's frames stay in its socket (the client's
+ * non-blocking sends then wait or drop and count in the client) instead of
+ * being read only to be dropped here. It leaves the epoll set until the loop
+ * finds room again (resume_paused) — removed, not just muted: a hang-up is
+ * reported even with no events asked for, and a client that exits with frames
+ * in its socket buffer must not have them read into a full queue. */
+static void pause_conn(struct exp_server *s, struct exp_conn *c)
+{
+	if (epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL) == 0) {
+		c->paused = true;
+		s->n_paused++;
+	}
+}
+
+static void resume_paused(struct exp_server *s)
+{
+	if (!s->n_paused || !queue_has_room(s))
+		return;
+	for (struct exp_conn *c = s->conns; c; c = c->next)
+		if (c->paused) {
+			struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+			if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+				log_error("cannot resume reading pid %ld: %s", (long)c->pid, strerror(errno));
+			c->paused = false;
+		}
+	s->n_paused = 0;
+}
+
 static bool conn_drain(struct exp_server *s, struct exp_conn *c, int max)
 {
 	for (int i = 0; i < max; i++) {
+		if (!s->stopping && !c->paused && !queue_has_room(s)) {
+			pause_conn(s, c);
+			return true;
+		}
 		int r = read_frame(s, c);
 		if (r < 0) {
 			log_debug("pid %ld disconnected", (long)c->pid);
@@ -535,6 +576,7 @@ void exp_server_run(struct exp_server *s)
 		for (int i = 0; i < n; i++)
 			dispatch(s, &ev[i]);
 		poll_rings(s);
+		resume_paused(s);
 	}
 	shutdown_drain(s);
 }
@@ -555,7 +597,7 @@ int exp_server_init(struct exp_server *s, const struct exp_config *cfg, struct e
 	s->conns = NULL;
 	s->n_conns = 0;
 	s->stopping = s->accept_paused = false;
-	s->n_rings = 0;
+	s->n_rings = s->n_paused = 0;
 	s->ring_poll_ms = 100;
 	s->next_ring_poll = 0;
 	s->listener_tag = EXP_EP_LISTENER;

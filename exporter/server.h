@@ -29,6 +29,7 @@ struct exp_conn {
 	struct exp_resource *res; /* NULL until HELLO */
 	bool warned;           /* a malformed frame from it was logged already */
 	bool closing;          /* hung up (fd closed); kept until its ring is read out */
+	bool paused;           /* EPOLLIN off while the queue is full (backpressure) */
 	/* The process's shared span ring (frame.h), when it passed one. */
 	struct ts_ring_hdr *ring;
 	const uint8_t *ring_data;
@@ -52,7 +53,7 @@ struct exp_server {
 	bool stopping;
 	bool accept_paused; /* out of fds: accept resumes at resume_at */
 	struct timespec resume_at;
-	size_t n_rings;
+	size_t n_rings, n_paused;
 	uint32_t ring_poll_ms; /* the shortest TRACESHIM_FLUSH_MS a ring asked for */
 	uint64_t next_ring_poll; /* CLOCK_MONOTONIC ns */
 	struct sbuf status;
