@@ -158,9 +158,9 @@ void ts_config_load(struct ts_config *c, ts_getenv_fn fn)
 	c->exit_flush_ms = ts_parse_ms(env(fn, "TRACESHIM_EXIT_FLUSH_MS"), 200, 10000);
 	const char *tr = env(fn, "TRACESHIM_TRANSPORT");
 	c->socket_transport = tr && !strcasecmp(tr, "socket");
-	uint32_t kb = ts_parse_ms(env(fn, "TRACESHIM_RING_KB"), 1024, TS_RING_MAX >> 10);
+	uint32_t kb = ts_parse_ms(env(fn, "TRACESHIM_RING_KB"), 512, TS_RING_MAX >> 10);
 	if (kb < (TS_RING_MIN >> 10) || (kb & (kb - 1)))
-		kb = 1024; /* not a power of two in range: the default */
+		kb = 512; /* not a power of two in range: the default */
 	c->ring_bytes = kb << 10;
 	c->max_trace_seconds = ts_parse_ms(env(fn, "TRACESHIM_MAX_TRACE_SECONDS"), 3600, 366u * 86400u);
 	c->stacktraces = ts_parse_stacktraces(env(fn, "TRACESHIM_STACKTRACES"));

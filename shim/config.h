@@ -24,7 +24,7 @@
 	X(TRACESHIM_FLUSH_MS, "100", "longest a finished span waits in the process before sending") \
 	X(TRACESHIM_EXIT_FLUSH_MS, "200", "longest the exit path waits for a busy exporter")         \
 	X(TRACESHIM_TRANSPORT, "ring", "ring: shared-memory ring; socket: frames + sender thread")    \
-	X(TRACESHIM_RING_KB, "1024", "size of the shared span ring (64..65536, power of two)")      \
+	X(TRACESHIM_RING_KB, "512", "size of the shared span ring (64..65536, power of two)")       \
 	X(TRACEPARENT, "", "W3C traceparent of the parent process (env carrier)")                   \
 	X(TRACESTATE, "", "W3C tracestate of the parent process (env carrier)")                     \
 	X(BAGGAGE, "", "W3C baggage carried into the process (env carrier)")                         \

@@ -101,3 +101,26 @@ Test(config, long_jobs_and_stack_traces)
 	cr_assert_eq(ts_parse_stacktraces("off"), TS_STACK_OFF);
 	cr_assert_eq(ts_parse_stacktraces("sometimes"), TS_STACK_ERRORS, "unknown: the default");
 }
+
+Test(config, transport_and_ring_size)
+{
+	static const char *dflt[] = {NULL};
+	fake_env = dflt;
+	struct ts_config c;
+	ts_config_load(&c, fake_getenv);
+	cr_assert_not(c.socket_transport);
+	cr_assert_eq(c.ring_bytes, 512u << 10);
+	static const char *set[] = {"TRACESHIM_TRANSPORT", "Socket", "TRACESHIM_RING_KB", "64", NULL};
+	fake_env = set;
+	ts_config_load(&c, fake_getenv);
+	cr_assert(c.socket_transport);
+	cr_assert_eq(c.ring_bytes, 64u << 10);
+	/* not a power of two, too small, too big: the default */
+	const char *bad[] = {"1000", "32", "131072", "x"};
+	for (unsigned i = 0; i < 4; i++) {
+		const char *e[] = {"TRACESHIM_RING_KB", bad[i], NULL};
+		fake_env = e;
+		ts_config_load(&c, fake_getenv);
+		cr_assert_eq(c.ring_bytes, 512u << 10, "%s", bad[i]);
+	}
+}
