@@ -5,51 +5,9 @@
 
 #include <string.h>
 
-void ts_wbuf_init(struct ts_wbuf *w, void *mem, size_t cap)
-{
-	w->p = mem;
-	w->len = 0;
-	w->cap = cap;
-	w->overflow = false;
-}
-
-void ts_put_bytes(struct ts_wbuf *w, const void *p, size_t n)
-{
-	if (w->overflow || n > w->cap - w->len) {
-		w->overflow = true;
-		return;
-	}
-	if (n)
-		memcpy(w->p + w->len, p, n);
-	w->len += n;
-}
-
-void ts_put_u8(struct ts_wbuf *w, uint8_t v) { ts_put_bytes(w, &v, 1); }
-void ts_put_u16(struct ts_wbuf *w, uint16_t v) { ts_put_bytes(w, &v, 2); }
-void ts_put_u32(struct ts_wbuf *w, uint32_t v) { ts_put_bytes(w, &v, 4); }
-void ts_put_u64(struct ts_wbuf *w, uint64_t v) { ts_put_bytes(w, &v, 8); }
-
-/* Cut on a UTF-8 boundary so a truncated value is still valid text. */
-static size_t utf8_cut(const char *p, size_t n, size_t max)
-{
-	if (n <= max)
-		return n;
-	n = max;
-	while (n > 0 && ((unsigned char)p[n] & 0xC0) == 0x80)
-		n--;
-	return n;
-}
-
-void ts_put_str16(struct ts_wbuf *w, const char *p, size_t n)
-{
-	n = p ? utf8_cut(p, n, TS_STR_MAX) : 0;
-	ts_put_u16(w, (uint16_t)n);
-	ts_put_bytes(w, p, n);
-}
-
 void ts_put_attr(struct ts_wbuf *w, const struct ts_attr *a)
 {
-	size_t klen = utf8_cut(a->key.ptr, a->key.len, TS_KEY_MAX);
+	size_t klen = ts_utf8_cut(a->key.ptr, a->key.len, TS_KEY_MAX);
 	ts_put_u8(w, (uint8_t)klen);
 	ts_put_bytes(w, a->key.ptr, klen);
 	ts_put_u8(w, a->type);

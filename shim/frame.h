@@ -111,14 +111,75 @@ struct ts_wbuf {
 	bool overflow;
 };
 
-void ts_wbuf_init(struct ts_wbuf *w, void *mem, size_t cap);
-void ts_put_u8(struct ts_wbuf *w, uint8_t v);
-void ts_put_u16(struct ts_wbuf *w, uint16_t v);
-void ts_put_u32(struct ts_wbuf *w, uint32_t v);
-void ts_put_u64(struct ts_wbuf *w, uint64_t v);
-void ts_put_bytes(struct ts_wbuf *w, const void *p, size_t n);
-void ts_put_str16(struct ts_wbuf *w, const char *p, size_t n); /* cuts at TS_STR_MAX */
+/* The field writers are inline: the shim encodes every span it ends with
+ * them, and with constant sizes each one is a bounds check and a store. */
+static inline void ts_wbuf_init(struct ts_wbuf *w, void *mem, size_t cap)
+{
+	w->p = mem;
+	w->len = 0;
+	w->cap = cap;
+	w->overflow = false;
+}
+
+static inline void ts_put_bytes(struct ts_wbuf *w, const void *p, size_t n)
+{
+	if (w->overflow || n > w->cap - w->len) {
+		w->overflow = true;
+		return;
+	}
+	if (n)
+		memcpy(w->p + w->len, p, n);
+	w->len += n;
+}
+
+static inline void ts_put_u8(struct ts_wbuf *w, uint8_t v) { ts_put_bytes(w, &v, 1); }
+static inline void ts_put_u16(struct ts_wbuf *w, uint16_t v) { ts_put_bytes(w, &v, 2); }
+static inline void ts_put_u32(struct ts_wbuf *w, uint32_t v) { ts_put_bytes(w, &v, 4); }
+static inline void ts_put_u64(struct ts_wbuf *w, uint64_t v) { ts_put_bytes(w, &v, 8); }
+
+/* Length of p[0..n) cut to at most max bytes on a UTF-8 boundary, so a
+ * truncated value is still valid text. */
+static inline size_t ts_utf8_cut(const char *p, size_t n, size_t max)
+{
+	if (n <= max)
+		return n;
+	n = max;
+	while (n > 0 && ((unsigned char)p[n] & 0xC0) == 0x80)
+		n--;
+	return n;
+}
+
+/* str16; cuts at TS_STR_MAX */
+static inline void ts_put_str16(struct ts_wbuf *w, const char *p, size_t n)
+{
+	n = p ? ts_utf8_cut(p, n, TS_STR_MAX) : 0;
+	ts_put_u16(w, (uint16_t)n);
+	ts_put_bytes(w, p, n);
+}
+
 void ts_put_attr(struct ts_wbuf *w, const struct ts_attr *a);
+
+/* A string or int attribute: ts_put_attr without the struct, for a key the
+ * caller has already cut to TS_KEY_MAX bytes of whole UTF-8 (ts_utf8_cut), as
+ * ts_put_attr does. With TS_KEY("literal") the key's length is a compile-time
+ * constant. */
+#define TS_KEY(literal) (literal), (sizeof(literal) - 1)
+
+static inline void ts_put_attr_str(struct ts_wbuf *w, const char *key, size_t klen, const char *val, size_t n)
+{
+	ts_put_u8(w, (uint8_t)klen);
+	ts_put_bytes(w, key, klen);
+	ts_put_u8(w, TS_ATTR_STR);
+	ts_put_str16(w, val, n);
+}
+
+static inline void ts_put_attr_int(struct ts_wbuf *w, const char *key, size_t klen, int64_t v)
+{
+	ts_put_u8(w, (uint8_t)klen);
+	ts_put_bytes(w, key, klen);
+	ts_put_u8(w, TS_ATTR_INT);
+	ts_put_u64(w, (uint64_t)v);
+}
 
 /* Header with length 0; ts_frame_finish() patches the length in. */
 void ts_frame_begin(struct ts_wbuf *w, enum ts_frame_type type, uint32_t dropped);

@@ -19,6 +19,9 @@ TS_REAL(send, ssize_t, (int, const void *, size_t, int))
 
 #define MAX_INFLIGHT 4 /* requests awaiting a response on one connection */
 #define INJECT_MAX (16 + W3C_TRACEPARENT_LEN + 16 + 512 + 16 + W3C_BAGGAGE_MAX_BYTES)
+/* Room for the encoded per-connection attributes: a server's five take at
+ * most 205 bytes, two of them a 47-character address. */
+#define CONN_ATTRS_MAX 224
 
 /* One request/response exchange. */
 struct exchange {
@@ -40,9 +43,13 @@ struct ts_http {
 	unsigned nq;
 	char *inj;                  /* injected bytes the kernel has not taken yet */
 	uint16_t inj_len, inj_off;
-	uint16_t local_port;
 	char last_req_byte; /* last request byte that went out: a blank line may span two writes */
 	char peer[48];      /* the peer's address, formatted once per connection */
+	/* The attributes every span of this connection carries (peer, ports),
+	 * encoded once at its first request head; 0 attributes until then. */
+	uint8_t conn_attrs_n;
+	uint16_t conn_attrs_len;
+	uint8_t conn_attrs[CONN_ATTRS_MAX];
 	/* Owned for the life of the state (recycled with it), so a request costs
 	 * no allocation: the field sink and one exchange per request in flight. */
 	struct http_fields *fields_buf;
@@ -72,9 +79,9 @@ static struct ts_http *http_alloc(bool server)
 	h->cur = NULL;
 	h->nq = 0;
 	h->inj = NULL;
-	h->local_port = 0;
 	h->last_req_byte = 0;
 	h->peer[0] = 0;
+	h->conn_attrs_n = 0;
 	for (unsigned i = 0; i <= MAX_INFLIGHT; i++)
 		h->pool[i].busy = false;
 	h->fields = NULL;
@@ -124,6 +131,56 @@ static size_t iov_head(const struct iovec *iov, int n, char *out, size_t cap)
 	return got;
 }
 
+/* ---- span attributes ------------------------------------------------------------ */
+
+/* Attributes go straight into the span's bytes (frame format), as
+ * ts_span_attr_*() put them, but with literal keys whose lengths are known at
+ * compile time (TS_KEY): inlined, each key is copied by a few moves. One that
+ * does not fit is left out. */
+static inline bool attr_open(struct ts_span *s, struct ts_wbuf *w)
+{
+	if (!s->recording || s->n_attrs >= TS_MAX_ATTRS)
+		return false;
+	ts_wbuf_init(w, s->attrs + s->attr_len, sizeof s->attrs - s->attr_len);
+	return true;
+}
+
+static inline void attr_close(struct ts_span *s, const struct ts_wbuf *w, unsigned n)
+{
+	if (w->overflow || s->n_attrs + n > TS_MAX_ATTRS)
+		return;
+	s->attr_len = (uint16_t)(s->attr_len + w->len);
+	s->n_attrs = (uint8_t)(s->n_attrs + n);
+}
+
+static inline void put_str(struct ts_span *s, const char *key, size_t klen, const char *val, size_t n)
+{
+	struct ts_wbuf w;
+	if (!attr_open(s, &w))
+		return;
+	ts_put_attr_str(&w, key, klen, val, n);
+	attr_close(s, &w, 1);
+}
+
+static inline void put_int(struct ts_span *s, const char *key, size_t klen, int64_t v)
+{
+	struct ts_wbuf w;
+	if (!attr_open(s, &w))
+		return;
+	ts_put_attr_int(&w, key, klen, v);
+	attr_close(s, &w, 1);
+}
+
+/* The connection's attributes, encoded once: one copy per request. */
+static void put_conn_attrs(struct ts_span *s, const struct ts_http *h)
+{
+	struct ts_wbuf w;
+	if (!attr_open(s, &w))
+		return;
+	ts_put_bytes(&w, h->conn_attrs, h->conn_attrs_len);
+	attr_close(s, &w, h->conn_attrs_n);
+}
+
 /* ---- exchanges --------------------------------------------------------------- */
 
 static const char *errno_name(int err)
@@ -142,7 +199,7 @@ static void finish(struct ts_http *h, struct exchange *x, const char *error_type
 {
 	struct ts_span *s = &x->span;
 	if (x->status)
-		ts_span_attr_int(s, "http.response.status_code", x->status);
+		put_int(s, TS_KEY("http.response.status_code"), x->status);
 	if (error_type) {
 		ts_span_error(s, error_type, msg);
 		if (!h->server)
@@ -193,30 +250,84 @@ static const char *peer_str(const struct ts_fd *e, struct ts_http *h)
 	return h->peer;
 }
 
-static void split_host(const char *host, char *name, size_t cap, long *port)
+static uint16_t local_port(int fd)
 {
-	*port = -1;
-	const char *colon = strrchr(host, ':');
-	const char *end = host + strlen(host);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	struct ts_peer p;
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 || !ts_peer_from_sockaddr(&p, &ss, len))
+		return 0;
+	return p.port;
+}
+
+/* The peer's address and port on both sides, plus the server's view of the
+ * client and its own port, or the client's transport: the same for every
+ * request of the connection, and in the order the spans always had them. */
+static void conn_attrs_build(int fd, const struct ts_fd *e, struct ts_http *h)
+{
+	const char *addr = peer_str(e, h);
+	size_t alen = strlen(addr);
+	struct ts_wbuf w;
+	unsigned n = 2;
+
+	ts_wbuf_init(&w, h->conn_attrs, sizeof h->conn_attrs);
+	if (h->server) {
+		ts_put_attr_str(&w, TS_KEY("client.address"), addr, alen);
+		ts_put_attr_int(&w, TS_KEY("client.port"), e->peer.port);
+		ts_put_attr_int(&w, TS_KEY("server.port"), local_port(fd));
+		n += 3;
+	}
+	ts_put_attr_str(&w, TS_KEY("network.peer.address"), addr, alen);
+	ts_put_attr_int(&w, TS_KEY("network.peer.port"), e->peer.port);
+	if (!h->server) {
+		ts_put_attr_str(&w, TS_KEY("network.transport"), "tcp", 3);
+		ts_put_attr_str(&w, TS_KEY("network.type"), e->peer.family == AF_INET6 ? "ipv6" : "ipv4", 4);
+		n += 2;
+	}
+	h->conn_attrs_len = w.overflow ? 0 : (uint16_t)w.len;
+	h->conn_attrs_n = w.overflow ? 0 : (uint8_t)n;
+}
+
+/* The port after a Host header's ':' (s..end): strtol's answer, as it always
+ * was, but the usual few plain digits without libc's locale machinery. */
+static long host_port(const char *s, const char *end)
+{
+	const char *p = s;
+	long v = 0;
+
+	for (; p < end && p - s < 5 && *p >= '0' && *p <= '9'; p++)
+		v = v * 10 + (*p - '0');
+	return p == end && p > s ? v : strtol(s, NULL, 10);
+}
+
+/* The host name of a Host header value ("name:port", "[v6]:port", "name"),
+ * as a slice of it; *port (if asked) is its port, -1 without one. */
+static const char *split_host(const char *host, size_t len, size_t *name_len, long *port)
+{
+	const char *colon = memrchr(host, ':', len);
+	if (port)
+		*port = -1;
 	if (host[0] == '[') { /* [v6]:port */
-		const char *rb = strchr(host, ']');
+		const char *rb = memchr(host, ']', len);
 		if (rb) {
-			snprintf(name, cap, "%.*s", (int)(rb - host - 1), host + 1);
-			if (rb[1] == ':')
-				*port = strtol(rb + 2, NULL, 10);
-			return;
+			if (port && rb[1] == ':')
+				*port = host_port(rb + 2, host + len);
+			*name_len = (size_t)(rb - host - 1);
+			return host + 1;
 		}
 	}
-	if (colon && strchr(host, ':') == colon) {
-		*port = strtol(colon + 1, NULL, 10);
-		end = colon;
+	if (colon && memchr(host, ':', len) == colon) {
+		if (port)
+			*port = host_port(colon + 1, host + len);
+		len = (size_t)(colon - host);
 	}
-	snprintf(name, cap, "%.*s", (int)(end - host), host);
+	*name_len = len;
+	return host;
 }
 
 static void version_attr(struct ts_span *s, const struct http_msg_state *m)
 {
-	ts_span_attr_str(s, "network.protocol.version", m->version_minor ? "1.1" : "1.0");
+	put_str(s, TS_KEY("network.protocol.version"), m->version_minor ? "1.1" : "1.0", 3);
 }
 
 /* The application sent its own traceparent: our span joins that trace as a
@@ -236,59 +347,58 @@ static void adopt_app_parent(struct ts_span *s, const struct http_msg_state *m)
 	s->recording = (s->flags & TS_SPAN_F_SAMPLED) != 0;
 }
 
-static void set_name(struct ts_span *s, const char *name)
+static void set_name(struct ts_span *s, const char *name, size_t n)
 {
-	size_t n = strlen(name);
 	if (n > sizeof s->name)
 		n = sizeof s->name;
 	memcpy(s->name, name, n);
 	s->name_len = (uint8_t)n;
 }
 
-static void client_head(struct ts_fd *e, struct ts_http *h, struct exchange *x)
+static void client_head(int fd, struct ts_fd *e, struct ts_http *h, struct exchange *x)
 {
 	struct ts_span *s = &x->span;
 	const struct http_fields *f = h->fields;
 	if (x->injected == false)
 		adopt_app_parent(s, &h->req);
-	set_name(s, h->req.method);
-	ts_span_attr_str(s, "http.request.method", h->req.method);
-	char host[HTTP_HOST_CAP + 1];
+	set_name(s, h->req.method, h->req.method_len);
+	put_str(s, TS_KEY("http.request.method"), h->req.method, h->req.method_len);
+	const char *host;
+	size_t hlen;
 	long port = -1;
-	if (f && (h->req.flags & HTTP_F_HOST))
-		split_host(f->host, host, sizeof host, &port);
-	else
-		snprintf(host, sizeof host, "%s", e->server_address);
-	if (!host[0])
-		snprintf(host, sizeof host, "%s", peer_str(e, h));
+	if (f && (h->req.flags & HTTP_F_HOST)) {
+		host = split_host(f->host, f->host_len, &hlen, &port);
+	} else {
+		host = e->server_address;
+		hlen = strlen(host);
+	}
+	if (!hlen) {
+		host = peer_str(e, h);
+		hlen = strlen(host);
+	}
 	if (port < 0)
 		port = e->peer.port;
-	ts_span_attr_str(s, "server.address", host);
-	ts_span_attr_int(s, "server.port", port);
+	put_str(s, TS_KEY("server.address"), host, hlen);
+	put_int(s, TS_KEY("server.port"), port);
 	if (f) {
 		char url[HTTP_TARGET_CAP + HTTP_HOST_CAP + 16], clean[sizeof url];
-		if (f->target[0] == '/')
-			snprintf(url, sizeof url, "http://%s%s", (h->req.flags & HTTP_F_HOST) ? f->host : host, f->target);
-		else
-			snprintf(url, sizeof url, "%s", f->target); /* absolute-form (proxy) or '*' */
-		http_url_redact_query(clean, sizeof clean, url, strlen(url));
-		ts_span_attr_str(s, "url.full", clean);
+		size_t n = 0;
+		if (f->target[0] == '/') { /* origin-form: the URL is ours to make */
+			const char *auth = (h->req.flags & HTTP_F_HOST) ? f->host : host;
+			size_t alen = (h->req.flags & HTTP_F_HOST) ? f->host_len : hlen;
+			memcpy(url, "http://", 7);
+			memcpy(url + 7, auth, alen);
+			n = 7 + alen;
+		} /* else absolute-form (proxy) or '*': as sent */
+		memcpy(url + n, f->target, f->target_len);
+		n += f->target_len;
+		n = http_url_redact_query(clean, sizeof clean, url, n);
+		put_str(s, TS_KEY("url.full"), clean, n < sizeof clean ? n : sizeof clean - 1);
 	}
-	ts_span_attr_str(s, "network.peer.address", peer_str(e, h));
-	ts_span_attr_int(s, "network.peer.port", e->peer.port);
-	ts_span_attr_str(s, "network.transport", "tcp");
-	ts_span_attr_str(s, "network.type", e->peer.family == AF_INET6 ? "ipv6" : "ipv4");
+	if (!h->conn_attrs_n)
+		conn_attrs_build(fd, e, h);
+	put_conn_attrs(s, h);
 	version_attr(s, &h->req);
-}
-
-static uint16_t local_port(int fd)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof ss;
-	struct ts_peer p;
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 || !ts_peer_from_sockaddr(&p, &ss, len))
-		return 0;
-	return p.port;
 }
 
 /* An incoming request: its span continues the caller's trace, or starts a new
@@ -323,43 +433,39 @@ static void server_head(int fd, struct ts_fd *e, struct ts_http *h, struct excha
 	ts_span_ctx(s, &mine);
 	ts_ctx_set(&mine);
 	ts_extras_set(ts_out, ts_len, bg_out, bg_len);
+	if (!s->recording)
+		return; /* sampled out: it only propagates its context */
 
-	ts_span_attr_str(s, "http.request.method", h->req.method);
-	ts_span_attr_str(s, "url.scheme", "http");
+	put_str(s, TS_KEY("http.request.method"), h->req.method, h->req.method_len);
+	put_str(s, TS_KEY("url.scheme"), "http", 4);
 	if (f) {
 		/* An absolute-form target (a request to a proxy) carries scheme and
 		 * authority, maybe with userinfo: url.path is only what follows. */
-		const char *path = f->target;
+		const char *path = f->target, *end = f->target + f->target_len;
 		const char *scheme_end = path[0] == '/' ? NULL : strstr(path, "://");
 		if (scheme_end) {
-			const char *slash = strchr(scheme_end + 3, '/');
+			const char *slash = memchr(scheme_end + 3, '/', (size_t)(end - scheme_end - 3));
 			path = slash ? slash : "/";
+			end = slash ? end : path + 1;
 		}
-		const char *q = strchr(path, '?');
-		size_t plen = q ? (size_t)(q - path) : strlen(path);
-		ts_span_attr_strn(s, "url.path", path, plen);
+		const char *q = memchr(path, '?', (size_t)(end - path));
+		put_str(s, TS_KEY("url.path"), path, (size_t)((q ? q : end) - path));
 		if (q) {
 			char clean[HTTP_TARGET_CAP + 1];
-			http_query_redact(clean, sizeof clean, q + 1, strlen(q + 1));
-			ts_span_attr_str(s, "url.query", clean);
+			size_t n = http_query_redact(clean, sizeof clean, q + 1, (size_t)(end - q - 1));
+			put_str(s, TS_KEY("url.query"), clean, n < sizeof clean ? n : sizeof clean - 1);
 		}
 		if (h->req.flags & HTTP_F_USER_AGENT)
-			ts_span_attr_str(s, "user_agent.original", f->user_agent);
+			put_str(s, TS_KEY("user_agent.original"), f->user_agent, f->user_agent_len);
 		if (h->req.flags & HTTP_F_HOST) {
-			char host[HTTP_HOST_CAP + 1];
-			long port;
-			split_host(f->host, host, sizeof host, &port);
-			ts_span_attr_str(s, "server.address", host);
+			size_t hlen;
+			const char *host = split_host(f->host, f->host_len, &hlen, NULL);
+			put_str(s, TS_KEY("server.address"), host, hlen);
 		}
 	}
-	const char *addr = peer_str(e, h);
-	ts_span_attr_str(s, "client.address", addr);
-	ts_span_attr_int(s, "client.port", e->peer.port);
-	if (!h->local_port)
-		h->local_port = local_port(fd);
-	ts_span_attr_int(s, "server.port", h->local_port);
-	ts_span_attr_str(s, "network.peer.address", addr);
-	ts_span_attr_int(s, "network.peer.port", e->peer.port);
+	if (!h->conn_attrs_n)
+		conn_attrs_build(fd, e, h);
+	put_conn_attrs(s, h);
 	version_attr(s, &h->req);
 }
 
@@ -392,7 +498,7 @@ static void head_done(int fd, struct ts_fd *e, struct ts_http *h)
 	if (h->server)
 		server_head(fd, e, h, x);
 	else
-		client_head(e, h, x);
+		client_head(fd, e, h, x);
 	x->resp_flags = http_response_flags_for(&h->req);
 	h->fields = NULL;
 	h->req.fields = NULL;
@@ -803,6 +909,8 @@ ssize_t ts_http_out(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt
 
 void ts_http_in(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt, ssize_t n, int err)
 {
+	if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
+		return; /* nothing arrived, nothing went wrong: an event loop's every other read */
 	bool server = atomic_load(&e->kind) == TS_FD_ACCEPTED;
 	struct ts_http *h = atomic_load(&e->http);
 	if (!h) {
@@ -829,7 +937,7 @@ void ts_http_in(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt, ss
 			if (!server && h->resp_active && http_feed_eof(&h->resp) == HTTP_EV_MESSAGE_DONE)
 				response_done(h);
 			fail_all(h, "connection_closed", "the peer closed the connection before the response ended");
-		} else if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+		} else {
 			fail_all(h, errno_name(err), strerror(err));
 		}
 	}

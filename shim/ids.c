@@ -23,7 +23,9 @@ void ts_rng_seed(struct ts_rng *r, uint64_t seed, uint64_t stream)
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
-uint64_t ts_rng_next(struct ts_rng *r)
+/* The generator step, inlined into the id makers (an exported function in
+ * PIC code is never inlined: it could be interposed). */
+static inline uint64_t next(struct ts_rng *r)
 {
 	uint64_t *s = r->s;
 	uint64_t result = rotl(s[1] * 5, 7) * 9;
@@ -37,12 +39,14 @@ uint64_t ts_rng_next(struct ts_rng *r)
 	return result;
 }
 
+uint64_t ts_rng_next(struct ts_rng *r) { return next(r); }
+
 void ts_rng_trace_id(struct ts_rng *r, uint8_t out[16])
 {
 	uint64_t a, b;
 	do {
-		a = ts_rng_next(r);
-		b = ts_rng_next(r);
+		a = next(r);
+		b = next(r);
 	} while (!(a | b));
 	memcpy(out, &a, 8);
 	memcpy(out + 8, &b, 8);
@@ -52,7 +56,7 @@ void ts_rng_span_id(struct ts_rng *r, uint8_t out[8])
 {
 	uint64_t a;
 	do
-		a = ts_rng_next(r);
+		a = next(r);
 	while (!a);
 	memcpy(out, &a, 8);
 }

@@ -46,27 +46,42 @@ void ts_span_start(struct ts_span *s, const char *name, uint8_t kind, const stru
 	ts_span_start_at(s, name, kind, parent, ts_now_ns());
 }
 
-static void put_attr(struct ts_span *s, const struct ts_attr *a)
+/* Encodes one attribute straight into the span's bytes (frame format). One
+ * that does not fit is left out: the span keeps the ones it has. */
+static bool attr_begin(struct ts_span *s, struct ts_wbuf *w)
 {
 	if (!s->recording || s->n_attrs >= TS_MAX_ATTRS)
+		return false;
+	ts_wbuf_init(w, s->attrs + s->attr_len, sizeof s->attrs - s->attr_len);
+	return true;
+}
+
+static void attr_end(struct ts_span *s, const struct ts_wbuf *w)
+{
+	if (w->overflow)
 		return;
-	struct ts_wbuf w;
-	ts_wbuf_init(&w, s->attrs + s->attr_len, sizeof s->attrs - s->attr_len);
-	ts_put_attr(&w, a);
-	if (w.overflow)
-		return; /* attribute does not fit: the span keeps the ones it has */
-	s->attr_len = (uint16_t)(s->attr_len + w.len);
+	s->attr_len = (uint16_t)(s->attr_len + w->len);
 	s->n_attrs++;
+}
+
+static size_t key_len(const char *key) { return ts_utf8_cut(key, strlen(key), TS_KEY_MAX); }
+
+static void attr_int(struct ts_span *s, const char *key, size_t klen, int64_t v)
+{
+	struct ts_wbuf w;
+	if (!attr_begin(s, &w))
+		return;
+	ts_put_attr_int(&w, key, klen, v);
+	attr_end(s, &w);
 }
 
 void ts_span_attr_strn(struct ts_span *s, const char *key, const char *val, size_t len)
 {
-	if (len > TS_STR_MAX)
-		len = TS_STR_MAX;
-	struct ts_attr a = {.key = {key, (uint16_t)strlen(key)}, .type = TS_ATTR_STR};
-	a.v.s.ptr = val;
-	a.v.s.len = (uint16_t)len;
-	put_attr(s, &a);
+	struct ts_wbuf w;
+	if (!attr_begin(s, &w))
+		return;
+	ts_put_attr_str(&w, key, key_len(key), val, len);
+	attr_end(s, &w);
 }
 
 void ts_span_attr_str(struct ts_span *s, const char *key, const char *val)
@@ -74,18 +89,16 @@ void ts_span_attr_str(struct ts_span *s, const char *key, const char *val)
 	ts_span_attr_strn(s, key, val, val ? strlen(val) : 0);
 }
 
-void ts_span_attr_int(struct ts_span *s, const char *key, int64_t v)
-{
-	struct ts_attr a = {.key = {key, (uint16_t)strlen(key)}, .type = TS_ATTR_INT};
-	a.v.i = v;
-	put_attr(s, &a);
-}
+void ts_span_attr_int(struct ts_span *s, const char *key, int64_t v) { attr_int(s, key, key_len(key), v); }
 
 void ts_span_attr_bool(struct ts_span *s, const char *key, bool v)
 {
-	struct ts_attr a = {.key = {key, (uint16_t)strlen(key)}, .type = TS_ATTR_BOOL};
-	a.v.b = v;
-	put_attr(s, &a);
+	struct ts_attr a = {.key = {key, (uint16_t)strlen(key)}, .type = TS_ATTR_BOOL, .v.b = v};
+	struct ts_wbuf w;
+	if (!attr_begin(s, &w))
+		return;
+	ts_put_attr(&w, &a);
+	attr_end(s, &w);
 }
 
 void ts_span_error(struct ts_span *s, const char *error_type, const char *message)
@@ -154,7 +167,7 @@ void ts_span_end_at(struct ts_span *s, uint64_t end_ns)
 	if (TS_UNLIKELY(ts_cfg.stacktraces == TS_STACK_ALL))
 		ts_span_stack(s); /* no-op when the span has one already */
 	s->end_ns = end_ns < s->start_ns ? s->start_ns : end_ns;
-	ts_span_attr_int(s, "thread.id", ts_thread_id());
+	attr_int(s, TS_KEY("thread.id"), ts_thread_id());
 	baggage_attrs(s);
 	uint8_t rec[TS_SPAN_RECORD_MAX];
 	struct ts_wbuf w;

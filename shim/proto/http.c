@@ -1,13 +1,19 @@
 /* http.c — the incremental HTTP/1.x scanner declared in http.h.
  *
- * One byte-level state machine for requests and responses. Head bytes go
- * through step() one at a time (heads are small and this is what makes every
- * split point equivalent); body bytes are skipped in bulk. The only memory is
+ * One byte-level state machine for requests and responses: step() takes one
+ * head byte, and is what makes every split point equivalent. Most head bytes
+ * never reach it, though: fast paths (below http_feed's per-byte steps) take
+ * header names, values, the request-target and the reason phrase in runs,
+ * doing what step() would, and leave it only line ends that are events and
+ * bytes that are wrong. Body bytes are skipped in bulk. The only memory is
  * struct http_msg_state and the optional struct http_fields: values are
  * copied into fixed slots as they stream past, never buffered whole. */
 #include "proto/http.h"
 
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 enum {
 	S_REQ_START, /* skipping empty lines before a request (RFC 9112 §2.2) */
@@ -70,19 +76,41 @@ static bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 static bool is_alpha(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
 static unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c | 0x20 : c; }
 
-/* RFC 9110 tchar */
-static bool is_tchar(unsigned char c)
-{
-	return is_alpha(c) || is_digit(c) || (c != 0 && strchr("!#$%&'*+-.^_`|~", c));
-}
+/* The byte classes of a head, one table lookup each (the fast paths below
+ * test every byte):
+ * C_TCHAR  RFC 9110 tchar: methods, header names, list tokens;
+ * C_TARGET request-target bytes: visible ASCII or obs-text (picohttpparser
+ *          accepts the latter too; real clients send raw UTF-8 paths);
+ * C_FIELD  field-value / reason-phrase bytes: HTAB, SP, VCHAR, obs-text; so
+ *          NUL, a lone CR and the other controls are rejected. */
+enum { C_TCHAR = 1, C_TARGET = 2, C_FIELD = 4 };
 
-/* request-target bytes: visible ASCII or obs-text (picohttpparser accepts
- * the latter too; real clients send raw UTF-8 paths) */
-static bool is_target_char(unsigned char c) { return c > 0x20 && c != 0x7f; }
+#define WS C_FIELD                       /* SP, HTAB */
+#define VC (C_FIELD | C_TARGET)          /* visible, not a tchar; obs-text */
+#define TC (C_FIELD | C_TARGET | C_TCHAR)
+#define VC16 VC, VC, VC, VC, VC, VC, VC, VC, VC, VC, VC, VC, VC, VC, VC, VC
+static const uint8_t byte_class[256] = {
+	0,  0,  0,  0,  0,  0,  0,  0,  0,  WS, 0,  0,  0,  0,  0,  0,  /* HTAB */
+	0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+	WS, TC, VC, TC, TC, TC, TC, TC, VC, VC, TC, TC, VC, TC, TC, VC, /*  !"#$%&'()*+,-./ */
+	TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, VC, VC, VC, VC, VC, VC, /* 0-9 :;<=>? */
+	VC, TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, /* @A-O */
+	TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, VC, VC, VC, TC, TC, /* P-Z [\]^_ */
+	TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, /* `a-o */
+	TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, TC, VC, TC, VC, TC, 0,  /* p-z {|}~ DEL */
+	VC16, VC16, VC16, VC16, VC16, VC16, VC16, VC16,                  /* obs-text */
+};
+#undef WS
+#undef VC
+#undef TC
+#undef VC16
 
-/* field-value / reason-phrase bytes: HTAB, SP, VCHAR, obs-text; so NUL, CR
- * alone and other controls are rejected */
-static bool is_field_char(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
+static bool is_tchar(unsigned char c) { return byte_class[c] & C_TCHAR; }
+
+#define ONES 0x0101010101010101ull /* a byte's value in every byte of a word */
+#define HIGHS (ONES * 0x80)
+static bool is_target_char(unsigned char c) { return byte_class[c] & C_TARGET; }
+static bool is_field_char(unsigned char c) { return byte_class[c] & C_FIELD; }
 
 static int hex_val(unsigned char c)
 {
@@ -194,9 +222,9 @@ void http_response_init(struct http_msg_state *st, unsigned flags, struct http_f
 
 unsigned http_response_flags_for(const struct http_msg_state *req)
 {
-	if (strcmp(req->method, "HEAD") == 0)
+	if (req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0)
 		return HTTP_RESP_TO_HEAD;
-	if (strcmp(req->method, "CONNECT") == 0)
+	if (req->method_len == 7 && memcmp(req->method, "CONNECT", 7) == 0)
 		return HTTP_RESP_TO_CONNECT;
 	return 0;
 }
@@ -440,35 +468,71 @@ static void tok_byte(struct http_msg_state *st, unsigned char c)
 
 /* ---- header lines ----------------------------------------------------- */
 
-static const struct {
-	const char *name;
-	uint8_t id;
-} known_headers[] = {
-	{"host", HDR_HOST},
-	{"user-agent", HDR_USER_AGENT},
-	{"content-length", HDR_CONTENT_LENGTH},
-	{"transfer-encoding", HDR_TE},
-	{"connection", HDR_CONNECTION},
-	{"upgrade", HDR_UPGRADE},
-	{"traceparent", HDR_TRACEPARENT},
-	{"tracestate", HDR_TRACESTATE},
-	{"baggage", HDR_BAGGAGE},
-};
-
-static unsigned classify(const struct http_msg_state *st)
+/* Header names against the lowercase spelling of one we read, a word at a
+ * time. name is the stored (lowercased) name or the raw input: either way
+ * all tchars, and for a tchar, c | 0x20 is its lowercase when it is a letter
+ * and never turns anything else into a letter or '-'. */
+static bool word4_is(const unsigned char *name, const char *lower_name)
 {
-	size_t n = st->p.name_len;
-
-	if (st->p.in_trailer || n > sizeof st->p.name)
-		return HDR_OTHER; /* trailers never change framing or context */
-	for (size_t i = 0; i < sizeof known_headers / sizeof known_headers[0]; i++)
-		if (strlen(known_headers[i].name) == n && memcmp(known_headers[i].name, st->p.name, n) == 0)
-			return known_headers[i].id;
-	return HDR_OTHER;
+	uint32_t a, b;
+	memcpy(&a, name, 4);
+	memcpy(&b, lower_name, 4);
+	return (a | 0x20202020u) == b;
 }
 
+static bool word8_is(const unsigned char *name, const char *lower_name)
+{
+	uint64_t a, b;
+	memcpy(&a, name, 8);
+	memcpy(&b, lower_name, 8);
+	return (a | ONES * 0x20) == b;
+}
+
+/* n is 4 to 17: words from both ends (overlapping) cover the name, plus the
+ * middle one of "transfer-encoding". */
+static bool name_is(const unsigned char *name, const char *lower_name, size_t n)
+{
+	if (n < 8)
+		return word4_is(name, lower_name) && word4_is(name + n - 4, lower_name + n - 4);
+	return word8_is(name, lower_name) && (n <= 16 || word8_is(name + 8, lower_name + 8)) &&
+	       word8_is(name + n - 8, lower_name + n - 8);
+}
+
+/* The headers we read, told apart by length first: every other name costs
+ * one switch. (len is 25 for stored names longer than their 24 bytes.) */
+static unsigned classify(const struct http_msg_state *st, const unsigned char *name, size_t len)
+{
+	if (st->p.in_trailer)
+		return HDR_OTHER; /* trailers never change framing or context */
+	switch (len) {
+	case 4:
+		return name_is(name, "host", 4) ? HDR_HOST : HDR_OTHER;
+	case 7:
+		if (name_is(name, "upgrade", 7))
+			return HDR_UPGRADE;
+		return name_is(name, "baggage", 7) ? HDR_BAGGAGE : HDR_OTHER;
+	case 10:
+		if (name_is(name, "user-agent", 10))
+			return HDR_USER_AGENT;
+		if (name_is(name, "connection", 10))
+			return HDR_CONNECTION;
+		return name_is(name, "tracestate", 10) ? HDR_TRACESTATE : HDR_OTHER;
+	case 11:
+		return name_is(name, "traceparent", 11) ? HDR_TRACEPARENT : HDR_OTHER;
+	case 14:
+		return name_is(name, "content-length", 14) ? HDR_CONTENT_LENGTH : HDR_OTHER;
+	case 17:
+		return name_is(name, "transfer-encoding", 17) ? HDR_TE : HDR_OTHER;
+	default:
+		return HDR_OTHER;
+	}
+}
+
+/* claim(), header_begin() and header_end() run once per header line on the
+ * fast path: inline. */
+
 /* Record that a header appeared; returns the id its value is routed to. */
-static unsigned claim(struct http_msg_state *st, unsigned hdr)
+static inline unsigned claim(struct http_msg_state *st, unsigned hdr)
 {
 	static const uint32_t once[] = {
 		[HDR_HOST] = HTTP_F_HOST, [HDR_USER_AGENT] = HTTP_F_USER_AGENT,
@@ -495,9 +559,10 @@ static unsigned claim(struct http_msg_state *st, unsigned hdr)
 	return HDR_OTHER; /* Host, User-Agent: the first one wins */
 }
 
-static enum http_event header_begin(struct http_msg_state *st)
+/* The ':' after a header name (name: the whole name, stored or in the input). */
+static inline enum http_event header_begin(struct http_msg_state *st, const unsigned char *name, size_t len)
 {
-	st->p.hdr = (uint8_t)claim(st, classify(st));
+	st->p.hdr = (uint8_t)claim(st, classify(st, name, len));
 	st->p.aux = 0;
 	st->p.tok_len = 0;
 	st->p.state = S_HDR_OWS;
@@ -522,7 +587,7 @@ static bool value_byte(struct http_msg_state *st, unsigned char c)
 	}
 }
 
-static enum http_event header_end(struct http_msg_state *st)
+static inline enum http_event header_end(struct http_msg_state *st)
 {
 	switch (st->p.hdr) {
 	case HDR_OTHER:
@@ -738,7 +803,7 @@ static enum http_event step_header(struct http_msg_state *st, unsigned char c)
 		return goto_state(st, S_HDR_NAME, c);
 	case S_HDR_NAME:
 		if (c == ':')
-			return header_begin(st);
+			return header_begin(st, (const unsigned char *)st->p.name, st->p.name_len);
 		if (!is_tchar(c)) /* incl. SP before ':', which RFC 9112 §5.1 forbids */
 			return fail(st, HTTP_ERR_SYNTAX);
 		if (st->p.name_len < sizeof st->p.name)
@@ -886,34 +951,452 @@ static enum http_event pending_event(struct http_msg_state *st)
 	}
 }
 
+/* ---- fast paths: runs of head bytes ------------------------------------ */
+
+/* The bulk of a head — header names and values, the request-target, the
+ * reason phrase — is taken in runs instead of one step() per byte. Each fast
+ * path does exactly what step() would do with the bytes it consumes and
+ * stops before any byte that needs one of step()'s other decisions (the line
+ * end that completes the start line or the head, a byte it does not accept,
+ * a state it does not handle); step() takes that byte. So the per-byte
+ * machine stays the definition, and every split point still gives the same
+ * events at the same offsets. */
+
+static uint64_t load_le64(const unsigned char *p)
+{
+	uint64_t x;
+	memcpy(&x, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	x = __builtin_bswap64(x); /* the first byte in memory must be the lowest */
+#endif
+	return x;
+}
+
+/* Word-at-a-time search ("Bit Twiddling Hacks"): flags (high bit) the bytes
+ * of x below `below` (at most 0x80) and those equal to DEL. Only the lowest
+ * flag is exact — a borrow moves upwards, out of a byte that is flagged
+ * itself — and the lowest is all the caller uses. */
+static uint64_t word_stops(uint64_t x, unsigned below)
+{
+	uint64_t y = x ^ ONES * 0x7f;
+	return ((x - ONES * below) & ~x & HIGHS) | ((y - ONES) & ~y & HIGHS);
+}
+
+/* Length of the run of `cls` bytes (C_FIELD or C_TARGET) at p. Both classes
+ * are "no control, no DEL" (C_TARGET no SP either), so 16 (SSE2) or 8 bytes
+ * without one are taken at once. A flagged byte is looked up: HTAB, the one
+ * control in C_FIELD, and obs-text, which SSE2's signed compare flags too,
+ * are stepped over. */
+static inline size_t class_run(const unsigned char *p, size_t n, unsigned cls)
+{
+	unsigned below = cls == C_FIELD ? 0x20 : 0x21;
+	size_t i = 0;
+
+#ifdef __SSE2__
+	const __m128i lim = _mm_set1_epi8((char)below), del = _mm_set1_epi8(0x7f);
+	while (n - i >= 16) {
+		__m128i x = _mm_loadu_si128((const void *)(p + i));
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmplt_epi8(x, lim), _mm_cmpeq_epi8(x, del)));
+		if (!m) {
+			i += 16;
+			continue;
+		}
+		i += (unsigned)__builtin_ctz(m);
+		if (!(byte_class[p[i]] & cls))
+			return i;
+		i++;
+	}
+#endif
+	while (n - i >= 8) {
+		uint64_t m = word_stops(load_le64(p + i), below);
+		if (!m) {
+			i += 8;
+			continue;
+		}
+		i += (unsigned)__builtin_ctzll(m) / 8;
+		if (!(byte_class[p[i]] & cls))
+			return i;
+		i++;
+	}
+	while (i < n && (byte_class[p[i]] & cls))
+		i++;
+	return i;
+}
+
+/* Length of the run of tchars at p. Header names are letters, digits and '-'
+ * nearly always: with SSE2, 16 of those are taken at once (the compares are
+ * signed, so obs-text is never a letter or digit), and any other byte is
+ * looked up (a tchar such as '_' is stepped over). */
+static inline size_t tchar_run(const unsigned char *p, size_t n)
+{
+	size_t i = 0;
+
+#ifdef __SSE2__
+	const __m128i a = _mm_set1_epi8('a' - 1), z = _mm_set1_epi8('z' + 1), d0 = _mm_set1_epi8('0' - 1),
+		      d9 = _mm_set1_epi8('9' + 1), dash = _mm_set1_epi8('-'), low = _mm_set1_epi8(0x20);
+	while (n - i >= 16) {
+		__m128i x = _mm_loadu_si128((const void *)(p + i)), y = _mm_or_si128(x, low);
+		__m128i letter = _mm_and_si128(_mm_cmpgt_epi8(y, a), _mm_cmplt_epi8(y, z));
+		__m128i digit = _mm_and_si128(_mm_cmpgt_epi8(x, d0), _mm_cmplt_epi8(x, d9));
+		__m128i ok = _mm_or_si128(_mm_or_si128(letter, digit), _mm_cmpeq_epi8(x, dash));
+		unsigned m = ~(unsigned)_mm_movemask_epi8(ok) & 0xffff;
+		if (!m) {
+			i += 16;
+			continue;
+		}
+		i += (unsigned)__builtin_ctz(m);
+		if (!is_tchar(p[i]))
+			return i;
+		i++;
+	}
+#endif
+	while (i < n && is_tchar(p[i]))
+		i++;
+	return i;
+}
+
+static size_t sp_run(const unsigned char *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n && p[i] == ' ')
+		i++;
+	return i;
+}
+
+/* text_byte() for each of p[0..n), in bulk: the first byte of a repeated
+ * list header still goes through text_byte() (which puts the ',' first), what
+ * fits is copied at once, and only a value longer than its cap goes byte by
+ * byte again, to be cut by the same rules. */
+static void text_run(struct http_msg_state *st, const unsigned char *p, size_t n)
+{
+	struct slot s;
+	size_t i = 0;
+
+	if (!n || !slot_for(st, st->p.hdr, &s))
+		return;
+	if (s.list && !st->p.aux)
+		text_byte(st, p[i++]);
+	if (!(st->truncated & s.bit)) {
+		size_t room = (size_t)(s.cap - *s.len), k = n - i < room ? n - i : room;
+		memcpy(s.buf + *s.len, p + i, k);
+		*s.len = (uint16_t)(*s.len + k);
+		s.buf[*s.len] = 0;
+		i += k;
+	}
+	for (; i < n && !(st->truncated & s.bit); i++)
+		text_byte(st, p[i]);
+}
+
+static size_t method_run(struct http_msg_state *st, const unsigned char *p, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && is_tchar(p[i]) && st->method_len < HTTP_METHOD_CAP)
+		st->method[st->method_len++] = (char)p[i++];
+	st->method[st->method_len] = 0;
+	if (i < n && p[i] == ' ' && st->method_len > 0) {
+		st->p.state = S_REQ_SP1;
+		i++;
+	}
+	return i;
+}
+
+static size_t target_run(struct http_msg_state *st, const unsigned char *p, size_t n)
+{
+	size_t i = class_run(p, n, C_TARGET);
+
+	text_run(st, p, i);
+	if (i < n && p[i] == ' ') {
+		st->p.state = S_REQ_SP2;
+		i++;
+	}
+	return i;
+}
+
+/* "HTTP/1.<digit>" whole; anything else (or a version cut short) goes
+ * through version_byte(), which also tells HTTP/2 from garbage. */
+static size_t version_run(struct http_msg_state *st, const unsigned char *p, size_t n, uint8_t next)
+{
+	if (st->p.pos || n < 8 || memcmp(p, "HTTP/1.", 7) != 0 || !is_digit(p[7]))
+		return 0;
+	st->version_minor = (uint8_t)(p[7] - '0');
+	st->p.pos = 7;
+	st->p.state = next;
+	return 8;
+}
+
+static size_t status_digit(struct http_msg_state *st, unsigned char c)
+{
+	if (!is_digit(c) || (st->status == 0 && c == '0'))
+		return 0;
+	st->status = (uint16_t)(st->status * 10 + (c - '0'));
+	if (st->status >= 100)
+		st->p.state = S_RESP_AFTER_STATUS;
+	return 1;
+}
+
+/* A CR ending the start line (its LF is an event: step() takes it). */
+static size_t line_cr(struct http_msg_state *st, unsigned char c)
+{
+	if (c != '\r')
+		return 0;
+	st->p.state = S_LINE_LF;
+	return 1;
+}
+
+/* What step() keeps of n more bytes of a name: the first 24, lowercased, and
+ * a length that stops one past that. */
+static void name_store(struct http_msg_state *st, const unsigned char *p, size_t n)
+{
+	size_t len = st->p.name_len;
+
+	for (size_t j = 0; j < n && len < sizeof st->p.name; j++)
+		st->p.name[len++] = (char)lower(p[j]);
+	len = st->p.name_len + n;
+	st->p.name_len = (uint8_t)(len <= sizeof st->p.name ? len : sizeof st->p.name + 1);
+}
+
+/* A header name and its ':'. A name that starts and ends in this piece is
+ * classified where it is, uncopied; only one the piece cuts (or that began
+ * in the previous piece) is stored, as step() stores it. */
+static size_t name_run(struct http_msg_state *st, const unsigned char *p, size_t n)
+{
+	size_t i = tchar_run(p, n);
+
+	if (i < n && p[i] == ':' && st->p.name_len == 0) {
+		header_begin(st, p, i);
+		return i + 1;
+	}
+	name_store(st, p, i);
+	if (i < n && p[i] == ':') {
+		header_begin(st, (const unsigned char *)st->p.name, st->p.name_len);
+		i++;
+	}
+	return i;
+}
+
+static size_t ows_run(struct http_msg_state *st, const unsigned char *p, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && is_ows(p[i]))
+		i++;
+	if (i < n)
+		st->p.state = S_HDR_VALUE;
+	return i;
+}
+
+/* tok_byte() for each field byte, a token's own bytes (tchars: never a
+ * separator, ';' or OWS) in one loop. */
+static size_t tok_run(struct http_msg_state *st, const unsigned char *p, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && is_field_char(p[i])) {
+		if (st->p.aux || !is_tchar(p[i])) {
+			tok_byte(st, p[i++]);
+			continue;
+		}
+		for (; i < n && is_tchar(p[i]); i++) {
+			if (st->p.tok_len < sizeof st->p.tok)
+				st->p.tok[st->p.tok_len] = (char)lower(p[i]);
+			if (st->p.tok_len <= sizeof st->p.tok)
+				st->p.tok_len++;
+		}
+	}
+	return i;
+}
+
+/* A header value and its line end. Values nobody reads are only checked,
+ * kept ones copied in one go, list tokens (Connection, ...) lowercased in a
+ * loop; a Content-Length (a few digits) still goes byte by byte. */
+static enum http_event value_run(struct http_msg_state *st, const unsigned char *p, size_t n, size_t *used)
+{
+	size_t i = 0;
+
+	switch (st->p.hdr) {
+	case HDR_CONTENT_LENGTH:
+		for (; i < n && is_field_char(p[i]); i++) {
+			if (!cl_byte(st, p[i])) {
+				*used = i + 1;
+				return fail(st, HTTP_ERR_FRAMING);
+			}
+		}
+		break;
+	case HDR_TE:
+	case HDR_CONNECTION:
+	case HDR_UPGRADE:
+		i = tok_run(st, p, n);
+		break;
+	default:
+		i = class_run(p, n, C_FIELD);
+		if (st->p.hdr != HDR_OTHER)
+			text_run(st, p, i);
+	}
+	*used = i;
+	if (i < n && p[i] == '\r') {
+		st->p.state = S_HDR_LF;
+		*used = ++i;
+	}
+	if (i < n && p[i] == '\n') {
+		*used = i + 1;
+		return header_end(st);
+	}
+	return HTTP_EV_NEED_MORE;
+}
+
+/* Header lines, resumed in whichever of their states the parser is, one
+ * after the other without a dispatch per line, up to the blank line's CR
+ * (its LF, which ends the head, is step()'s) or a byte for step(). */
+static size_t header_lines(struct http_msg_state *st, const unsigned char *p, size_t n, enum http_event *ev)
+{
+	size_t i = 0, k;
+
+	for (;;) {
+		switch (st->p.state) {
+		case S_HDR_START:
+			if (i == n)
+				return i;
+			if (p[i] == '\r') {
+				st->p.state = S_HEAD_LF;
+				return i + 1;
+			}
+			if (!is_tchar(p[i]))
+				return i;
+			st->p.name_len = 0;
+			st->p.state = S_HDR_NAME;
+			/* fall through */
+		case S_HDR_NAME:
+			i += name_run(st, p + i, n - i);
+			if (st->p.state != S_HDR_OWS)
+				return i;
+			/* fall through */
+		case S_HDR_OWS:
+			i += ows_run(st, p + i, n - i);
+			if (st->p.state != S_HDR_VALUE)
+				return i;
+			/* fall through */
+		case S_HDR_VALUE:
+			*ev = value_run(st, p + i, n - i, &k);
+			i += k;
+			if (*ev != HTTP_EV_NEED_MORE || st->p.state != S_HDR_START)
+				return i;
+			break; /* the next line */
+		default: /* S_HDR_LF: the piece ended between CR and LF */
+			return i;
+		}
+	}
+}
+
+/* Runs the fast paths over p[0..n) while they make progress; *used is what
+ * they consumed. Returns NEED_MORE, or ERROR for a bad framing value. */
+static enum http_event scan_head(struct http_msg_state *st, const unsigned char *p, size_t n, size_t *used)
+{
+	enum http_event ev = HTTP_EV_NEED_MORE;
+	size_t i = 0;
+
+	while (i < n && ev == HTTP_EV_NEED_MORE) {
+		size_t before = i;
+		uint8_t s = st->p.state;
+		switch (s) {
+		case S_HDR_START:
+		case S_HDR_NAME:
+		case S_HDR_OWS:
+		case S_HDR_VALUE:
+			i += header_lines(st, p + i, n - i, &ev);
+			break;
+		case S_HDR_LF:
+			if (p[i] == '\n') {
+				ev = header_end(st);
+				i++;
+			}
+			break;
+		case S_REQ_START:
+			if (p[i] != '\r' && p[i] != '\n')
+				st->p.state = S_METHOD;
+			break;
+		case S_METHOD:
+			i += method_run(st, p + i, n - i);
+			break;
+		case S_REQ_SP1:
+			i += sp_run(p + i, n - i);
+			if (i < n) {
+				st->p.hdr = HDR_TARGET;
+				st->p.state = S_TARGET;
+			}
+			break;
+		case S_TARGET:
+			i += target_run(st, p + i, n - i);
+			break;
+		case S_REQ_SP2:
+			i += sp_run(p + i, n - i);
+			if (i < n)
+				st->p.state = S_REQ_VERSION;
+			break;
+		case S_REQ_VERSION:
+			i += version_run(st, p + i, n - i, S_REQ_EOL);
+			break;
+		case S_REQ_EOL:
+			i += line_cr(st, p[i]);
+			break;
+		case S_RESP_VERSION:
+			i += version_run(st, p + i, n - i, S_RESP_SP1);
+			break;
+		case S_RESP_SP1:
+		case S_RESP_AFTER_STATUS:
+			if (p[i] == ' ') {
+				st->p.state = s == S_RESP_SP1 ? S_RESP_SP : S_RESP_REASON;
+				i++;
+			}
+			break;
+		case S_RESP_SP:
+			i += sp_run(p + i, n - i);
+			if (i < n)
+				st->p.state = S_RESP_STATUS;
+			break;
+		case S_RESP_STATUS:
+			i += status_digit(st, p[i]);
+			break;
+		case S_RESP_REASON:
+			i += class_run(p + i, n - i, C_FIELD);
+			if (i < n)
+				i += line_cr(st, p[i]);
+			break;
+		default: /* line ends that are events: step() */
+			break;
+		}
+		if (i == before && st->p.state == s)
+			break; /* step() takes this byte */
+	}
+	*used = i;
+	return ev;
+}
+
 enum http_event http_feed(struct http_msg_state *st, const char *buf, size_t len,
 			  size_t *consumed)
 {
+	const unsigned char *p = (const unsigned char *)buf;
 	enum http_event ev = pending_event(st);
 	size_t i = 0, n;
 
 	while (ev == HTTP_EV_NEED_MORE && i < len) {
-		if (st->p.state >= S_BODY_LEN && st->p.state <= S_BODY_CLOSE) {
+		uint8_t s = st->p.state;
+		if (s >= S_BODY_LEN && s <= S_BODY_CLOSE) {
 			ev = skip_body(st, len - i, &n);
 			i += n;
-		} else if (st->p.state == S_HDR_VALUE && st->p.hdr == HDR_OTHER) {
-			/* A value nobody reads (most of a response head): one tight
-			 * loop with the same checks; the line end and any bad byte go
-			 * through step_counted() as usual. */
-			size_t j = i;
-			while (j < len && buf[j] != '\r' && buf[j] != '\n' && is_field_char((unsigned char)buf[j]))
-				j++;
-			if (j == i) {
-				ev = step_counted(st, (unsigned char)buf[i++]);
-				continue;
-			}
-			if (st->p.head_bytes + (j - i) > HTTP_HEAD_MAX)
-				ev = fail(st, HTTP_ERR_TOO_LARGE);
-			st->p.head_bytes += (uint32_t)(j - i);
-			i = j;
-		} else {
-			ev = step_counted(st, (unsigned char)buf[i++]);
+			continue;
 		}
+		if (s <= S_HEAD_LF) {
+			/* Never past HTTP_HEAD_MAX: the byte that would cross it is
+			 * step_counted()'s, which fails there as it always did. */
+			size_t room = HTTP_HEAD_MAX - st->p.head_bytes;
+			ev = scan_head(st, p + i, len - i < room ? len - i : room, &n);
+			st->p.head_bytes += (uint32_t)n;
+			i += n;
+			if (ev != HTTP_EV_NEED_MORE || i == len)
+				break;
+		}
+		ev = step_counted(st, p[i++]);
 	}
 	*consumed = i;
 	return ev;
@@ -1036,10 +1519,14 @@ static size_t scheme_len(const char *u, size_t n)
 	return n - i >= 3 && memcmp(u + i, "://", 3) == 0 ? i + 3 : 0;
 }
 
+/* The first i at or after `i` whose byte is one of `stops` (a few chars; a
+ * NUL in u is never one), or n. */
 static size_t span_until(const char *u, size_t n, size_t i, const char *stops)
 {
-	while (i < n && (u[i] == 0 || !strchr(stops, u[i])))
-		i++;
+	for (; i < n; i++)
+		for (const char *s = stops; *s; s++)
+			if (u[i] == *s)
+				return i;
 	return i;
 }
 

@@ -6,13 +6,16 @@
  * into its own exact-size heap block so ASan sees any over-read. Both runs
  * must report the same events at the same offsets with the same fields
  * (split invariance); every stored string must be terminated and within its
- * cap; the W3C parsers and URL redaction are run on what was extracted. */
+ * cap; the W3C parsers and URL redaction are run on what was extracted; and
+ * the whole run checks the header flags against an independent, plain
+ * reading of each head (which known header names it has). */
 #ifndef TRACESHIM_FUZZ_HTTP_DRIVER_H
 #define TRACESHIM_FUZZ_HTTP_DRIVER_H
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "proto/http.h"
 #include "proto/w3c.h"
@@ -25,6 +28,8 @@ struct run {
 	size_t off[MAX_EV];
 	uint64_t digest[MAX_EV]; /* fields at HEADERS_DONE, else 0 */
 	struct http_fields f;
+	const char *stream; /* the whole input, when it is fed whole */
+	size_t msg_start;   /* where the current message began in it */
 };
 
 #define CHECK(c) \
@@ -92,6 +97,39 @@ static uint64_t digest(const struct http_msg_state *st)
 	return fnv(h, f->baggage, f->baggage_len + 1u);
 }
 
+/* The HTTP_F_* flags a head must get for the header names it has, found the
+ * plainest way: every line's text before its first ':', compared without
+ * case with the names the parser reads. (The start line never matches: a
+ * request-target or reason phrase comes after a SP.) */
+#define SEEN_FLAGS (HTTP_F_HOST | HTTP_F_USER_AGENT | HTTP_F_CONTENT_LENGTH | HTTP_F_TE | HTTP_F_UPGRADE | \
+		    HTTP_F_TRACEPARENT | HTTP_F_TRACESTATE | HTTP_F_BAGGAGE)
+
+static uint32_t expected_flags(const char *p, size_t len)
+{
+	static const struct {
+		const char *name;
+		uint32_t flag;
+	} known[] = {
+		{"host", HTTP_F_HOST}, {"user-agent", HTTP_F_USER_AGENT},
+		{"content-length", HTTP_F_CONTENT_LENGTH}, {"transfer-encoding", HTTP_F_TE},
+		{"upgrade", HTTP_F_UPGRADE}, {"traceparent", HTTP_F_TRACEPARENT},
+		{"tracestate", HTTP_F_TRACESTATE}, {"baggage", HTTP_F_BAGGAGE},
+	};
+	const char *end = p + len;
+	uint32_t flags = 0;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *line_end = nl ? nl : end;
+		const char *colon = memchr(p, ':', (size_t)(line_end - p));
+		for (size_t i = 0; colon && i < sizeof known / sizeof known[0]; i++)
+			if (strlen(known[i].name) == (size_t)(colon - p) && strncasecmp(p, known[i].name, (size_t)(colon - p)) == 0)
+				flags |= known[i].flag;
+		p = nl ? nl + 1 : end;
+	}
+	return flags;
+}
+
 static void start(struct http_msg_state *st, struct run *r, bool response, unsigned rflags)
 {
 	if (response)
@@ -118,13 +156,18 @@ static bool feed(struct http_msg_state *st, struct run *r, bool response, unsign
 		r->ev[r->n] = (uint8_t)ev;
 		r->off[r->n] = base + off;
 		r->digest[r->n++] = ev == HTTP_EV_HEADERS_DONE ? digest(st) : 0;
-		if (ev == HTTP_EV_HEADERS_DONE)
+		if (ev == HTTP_EV_HEADERS_DONE) {
 			use_fields(st);
+			if (r->stream)
+				CHECK((st->flags & SEEN_FLAGS) ==
+				      expected_flags(r->stream + r->msg_start, base + off - r->msg_start));
+		}
 		if (ev == HTTP_EV_ERROR)
 			return false;
 		if (ev == HTTP_EV_MESSAGE_DONE) {
 			if (r->n >= MAX_EV - 4)
 				return false; /* enough for one input */
+			r->msg_start = base + off;
 			start(st, r, response, rflags);
 		}
 	}
@@ -192,6 +235,9 @@ static int http_fuzz_one(const uint8_t *data, size_t size, bool response)
 	size_t len = size - 3;
 
 	a.n = b.n = 0;
+	a.stream = s;
+	a.msg_start = 0;
+	b.stream = NULL;
 	run_whole(&a, response, rflags, s, len);
 	run_split(&b, response, rflags, s, len, seed);
 	CHECK(a.n == b.n);

@@ -272,6 +272,39 @@ Test(request, header_names_case_insensitive_values_kept)
 	free(t);
 }
 
+/* Every name the scanner knows, with one byte changed anywhere (to a letter or
+ * to a token character like '%'), must read as an unknown header: a fast path
+ * that compares names in words once skipped a byte (found by differential
+ * fuzzing, not by these suites — hence this test). */
+Test(request, header_names_one_byte_off_are_unknown)
+{
+	static const struct {
+		const char *name, *value;
+	} known[] = {
+		{"Host", "h"},           {"User-Agent", "ua"},         {"traceparent", "00-x"},
+		{"tracestate", "a=b"},   {"baggage", "k=v"},           {"Content-Length", "5"},
+		{"Transfer-Encoding", "chunked"}, {"Connection", "upgrade, keep-alive"},
+		{"Upgrade", "h2c"},
+	};
+	for (size_t k = 0; k < sizeof known / sizeof *known; k++) {
+		size_t n = strlen(known[k].name);
+		for (size_t i = 0; i < n; i++) {
+			for (int sub = 0; sub < 2; sub++) {
+				char name[32];
+				memcpy(name, known[k].name, n + 1);
+				name[i] = sub ? '%' : (name[i] == 'x' ? 'y' : 'x');
+				char r[160];
+				snprintf(r, sizeof r, "GET / HTTP/1.1\r\n%s: %s\r\n\r\n", name, known[k].value);
+				struct trace *t = req(r, strlen(r));
+				cr_assert_eq(t->msg[0].st.flags, 0, "%s read as a known header", name);
+				cr_assert_str_eq(t->msg[0].f.host, "", "%s", name);
+				cr_assert_str_eq(t->msg[0].f.user_agent, "", "%s", name);
+				free(t);
+			}
+		}
+	}
+}
+
 Test(request, first_host_wins_empty_values_ok)
 {
 	const char r[] = "GET / HTTP/1.1\r\nHost: first\r\nHost: second\r\nX-Empty:\r\nX-Ows:   \r\n\r\n";

@@ -206,6 +206,36 @@ Test(frame, encoder_refuses_to_overflow)
 	cr_assert_not(ts_frame_finish(&w));
 }
 
+/* The shim's shortcut writers: the same bytes as ts_put_attr, a value longer
+ * than TS_STR_MAX cut on the same UTF-8 boundary, and the same refusal to
+ * overflow. */
+Test(frame, keyed_attribute_writers_match_ts_put_attr)
+{
+	static char big[TS_STR_MAX + 8];
+	uint8_t a[4096], b[4096], small[16];
+	struct ts_wbuf wa, wb;
+
+	memset(big, 'x', sizeof big - 1);
+	memcpy(big + TS_STR_MAX - 1, "\xc3\xa9", 2); /* straddles the cut */
+	struct ts_attr s1 = str_attr("url.path", "/index.html"), s2 = str_attr("k", big);
+	struct ts_attr i1 = {.key = {"server.port", 11}, .type = TS_ATTR_INT, .v.i = -8080};
+	ts_wbuf_init(&wa, a, sizeof a);
+	ts_wbuf_init(&wb, b, sizeof b);
+	ts_put_attr(&wa, &s1);
+	ts_put_attr(&wa, &s2);
+	ts_put_attr(&wa, &i1);
+	ts_put_attr_str(&wb, TS_KEY("url.path"), "/index.html", 11);
+	ts_put_attr_str(&wb, TS_KEY("k"), big, strlen(big));
+	ts_put_attr_int(&wb, TS_KEY("server.port"), -8080);
+	cr_assert_not(wa.overflow || wb.overflow);
+	cr_assert_eq(wa.len, wb.len);
+	cr_assert_eq(memcmp(a, b, wa.len), 0);
+
+	ts_wbuf_init(&wb, small, sizeof small);
+	ts_put_attr_str(&wb, TS_KEY("url.path"), "/index.html", 11);
+	cr_assert(wb.overflow);
+}
+
 static void seqpacket_pair(int sv[2])
 {
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
