@@ -142,6 +142,8 @@ class Exporter:
         env.update(extra_env or {})
         self.env = env
         argv = [A.exporter]
+        if A.exporter_sched == "batch":  # SCHED_BATCH: its wakeups never preempt the server
+            argv = ["chrt", "-b", "0"] + argv
         if cpu is not None:
             argv = pin(cpu, argv)
         self.errlog = open(os.path.join(A.work, f"{name}.exporter.log"), "w")
@@ -759,6 +761,8 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the exporters' output files")
     ap.add_argument("--only", default="calls,nginx,python,exporter,processes",
                     help="comma-separated: calls,nginx,python,exporter,processes")
+    ap.add_argument("--exporter-sched", default="normal", choices=["normal", "batch"],
+                    help="scheduling policy of the exporters the benchmark starts")
     ap.add_argument("--fh-transport", default="ring", choices=["ring", "socket"],
                     help="how the firehose hands spans over (ring: as the shim does by default)")
     A = ap.parse_args()

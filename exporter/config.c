@@ -376,6 +376,10 @@ static void load_security(struct exp_config *c)
 			 bad, EXP_MAX_ALLOWED_UIDS);
 	c->max_connections = (uint32_t)num_env("TRACESHIM_MAX_CONNECTIONS", EXP_DEFAULT_MAX_CONNECTIONS,
 					       1, 1u << 20);
+	const char *sched = env("TRACESHIM_EXPORTER_SCHED");
+	c->sched_batch = sched && !strcasecmp(sched, "batch");
+	if (sched && strcasecmp(sched, "normal") && strcasecmp(sched, "batch"))
+		log_warn("TRACESHIM_EXPORTER_SCHED=%s: not batch or normal; using normal", sched);
 }
 
 static void load_tail(struct exp_config *c)

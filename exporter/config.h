@@ -22,6 +22,7 @@
 	X(TRACESHIM_SPOOL_MAX_BYTES, "268435456", "spool size bound (oldest dropped); 0: no spool")        \
 	X(TRACESHIM_ALLOWED_UIDS, "", "other uids admitted (comma list); socket becomes 0666")             \
 	X(TRACESHIM_MAX_CONNECTIONS, "4096", "connections served at once; more are refused")              \
+	X(TRACESHIM_EXPORTER_SCHED, "normal", "batch: SCHED_BATCH, never preempts traced programs")        \
 	X(TRACESHIM_TAIL_SAMPLING, "0", "1: tail sampling per trace in the exporter")                     \
 	X(TRACESHIM_TAIL_WAIT_MS, "5000", "ms from a trace's first span to its decision")                 \
 	X(TRACESHIM_TAIL_SLOW_MS, "1000", "a span at least this long keeps its trace")                    \
@@ -104,6 +105,7 @@ struct exp_config {
 	unsigned allowed_uids[EXP_MAX_ALLOWED_UIDS];
 	size_t n_allowed_uids;
 	uint32_t max_connections;
+	bool sched_batch; /* TRACESHIM_EXPORTER_SCHED */
 	bool tail_sampling;
 	uint32_t tail_wait_ms, tail_slow_ms;
 	double tail_ratio;
