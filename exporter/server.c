@@ -2,7 +2,6 @@
 #include "server.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,11 +274,6 @@ static void ring_read(struct exp_server *s, struct exp_conn *c, bool to_the_end)
 		atomic_store_explicit(&h->tail, c->ring_tail, memory_order_release);
 		if (!n && !bad)
 			break;
-		/* More to read: let a traced program that shares this core run
-		 * between 32 KiB chunks instead of waiting for the whole ring
-		 * (nginx p99 on a shared core: x1.8-2.0 -> x1.1-1.4, PERFORMANCE.md). */
-		if (c->ring_tail != head)
-			sched_yield();
 	}
 }
 
