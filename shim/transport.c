@@ -1,5 +1,5 @@
 /* transport.c — hands span records to the exporter without ever making the
- * application wait. Two modes (docs/ARCHITECTURE.md §3):
+ * application wait. Two modes (docs/ARCHITECTURE.md §5):
  *
  *   ring (default)  records go into a shared-memory ring (frame.h) the exporter
  *                   reads on its own: no thread, no system call per span; one
@@ -9,7 +9,8 @@
  *                   no memfd can be made).
  *
  * Locks (never nested except send_mu -> conn_mu and ring_mu -> conn_mu):
- *   ring_mu  the frame ring: held for a memcpy by span-ending threads.
+ *   ring_mu  the shared ring or the frame slots: held for a memcpy by
+ *            span-ending threads (and while attaching a ring).
  *   send_mu  who is flushing (sender thread, or the exit path): held across
  *            waits for a busy exporter, never by an application call.
  *   conn_mu  the connection fd: held around one non-blocking send/connect, and
@@ -371,42 +372,15 @@ static void ring_submit(const uint8_t *rec, size_t len)
 
 /* ---- submitting ------------------------------------------------------------------- */
 
-void ts_transport_submit(const uint8_t *rec, size_t len)
+/* Socket mode: into the open frame slot, for the sender thread. Releases ring_mu. */
+static void slots_submit(const uint8_t *rec, size_t len)
 {
 	bool wake = false;
-	ts_in_shim++;
-	if (TS_UNLIKELY(ts_signal_path)) {
-		if (pthread_mutex_trylock(&ring_mu) != 0) {
-			drop(1);
-			ts_in_shim--;
-			return;
-		}
-	} else {
-		pthread_mutex_lock(&ring_mu);
-	}
-	if (!socket_mode) {
-		if (!ring.h && (ts_signal_path ? pthread_mutex_trylock(&conn_mu) : pthread_mutex_lock(&conn_mu)) == 0) {
-			if (ts_signal_path)
-				last_connect_try = 0; /* the process is dying: one more try */
-			conn_open(true);
-			pthread_mutex_unlock(&conn_mu);
-		}
-		if (ring.h)
-			ring_submit(rec, len);
-		else if (!socket_mode)
-			drop(1); /* no exporter to take it */
-		if (!socket_mode) {
-			pthread_mutex_unlock(&ring_mu);
-			ts_in_shim--;
-			return;
-		}
-	}
 	struct slot *s = open_slot();
 	if (s->count && s->len + len > TS_FRAME_MAX) {
 		if (!seal_open()) {
 			pthread_mutex_unlock(&ring_mu);
 			drop(1);
-			ts_in_shim--;
 			return;
 		}
 		wake = true;
@@ -426,6 +400,45 @@ void ts_transport_submit(const uint8_t *rec, size_t len)
 	if (TS_UNLIKELY(!atomic_load_explicit(&sender_started, memory_order_relaxed)) && !ts_sync_flush &&
 	    !ts_signal_path)
 		start_sender();
+}
+
+/* Ring mode without a ring yet: connect and make one (caller holds ring_mu).
+ * May switch the process to socket mode for good (no memfd). */
+static void ring_attach(void)
+{
+	if ((ts_signal_path ? pthread_mutex_trylock(&conn_mu) : pthread_mutex_lock(&conn_mu)) != 0)
+		return;
+	if (ts_signal_path)
+		last_connect_try = 0; /* the process is dying: one more try */
+	conn_open(true);
+	pthread_mutex_unlock(&conn_mu);
+}
+
+void ts_transport_submit(const uint8_t *rec, size_t len)
+{
+	ts_in_shim++;
+	int saved = errno; /* WAKE, a reconnect, a liveness poll: system calls */
+	if (TS_UNLIKELY(ts_signal_path)) {
+		if (pthread_mutex_trylock(&ring_mu) != 0) {
+			drop(1);
+			goto out;
+		}
+	} else {
+		pthread_mutex_lock(&ring_mu);
+	}
+	if (!socket_mode && !ring.h)
+		ring_attach();
+	if (socket_mode) {
+		slots_submit(rec, len);
+		goto out;
+	}
+	if (ring.h)
+		ring_submit(rec, len);
+	else
+		drop(1); /* no exporter to take it */
+	pthread_mutex_unlock(&ring_mu);
+out:
+	errno = saved;
 	ts_in_shim--;
 }
 
