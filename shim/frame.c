@@ -7,10 +7,7 @@
 
 void ts_put_attr(struct ts_wbuf *w, const struct ts_attr *a)
 {
-	size_t klen = ts_utf8_cut(a->key.ptr, a->key.len, TS_KEY_MAX);
-	ts_put_u8(w, (uint8_t)klen);
-	ts_put_bytes(w, a->key.ptr, klen);
-	ts_put_u8(w, a->type);
+	ts_put_attr_key(w, a->key.ptr, ts_utf8_cut(a->key.ptr, a->key.len, TS_KEY_MAX), a->type);
 	switch (a->type) {
 	case TS_ATTR_STR:
 		ts_put_str16(w, a->v.s.ptr, a->v.s.len);

@@ -165,19 +165,23 @@ void ts_put_attr(struct ts_wbuf *w, const struct ts_attr *a);
  * constant. */
 #define TS_KEY(literal) (literal), (sizeof(literal) - 1)
 
-static inline void ts_put_attr_str(struct ts_wbuf *w, const char *key, size_t klen, const char *val, size_t n)
+/* What every attribute starts with: u8 key_len, the key, u8 type. */
+static inline void ts_put_attr_key(struct ts_wbuf *w, const char *key, size_t klen, uint8_t type)
 {
 	ts_put_u8(w, (uint8_t)klen);
 	ts_put_bytes(w, key, klen);
-	ts_put_u8(w, TS_ATTR_STR);
+	ts_put_u8(w, type);
+}
+
+static inline void ts_put_attr_str(struct ts_wbuf *w, const char *key, size_t klen, const char *val, size_t n)
+{
+	ts_put_attr_key(w, key, klen, TS_ATTR_STR);
 	ts_put_str16(w, val, n);
 }
 
 static inline void ts_put_attr_int(struct ts_wbuf *w, const char *key, size_t klen, int64_t v)
 {
-	ts_put_u8(w, (uint8_t)klen);
-	ts_put_bytes(w, key, klen);
-	ts_put_u8(w, TS_ATTR_INT);
+	ts_put_attr_key(w, key, klen, TS_ATTR_INT);
 	ts_put_u64(w, (uint64_t)v);
 }
 
@@ -288,7 +292,7 @@ void ts_hello_encode(struct ts_wbuf *w, uint32_t pid, uint32_t ppid, uint64_t st
 
 /* ---- the shared span ring --------------------------------------------------
  *
- * The normal way spans leave a process (docs/ARCHITECTURE.md §3). The shim
+ * The normal way spans leave a process (docs/ARCHITECTURE.md §5). The shim
  * creates a sealed memfd (F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL) of
  * TS_RING_HDR_SIZE + data_size bytes, data_size a power of two in
  * [TS_RING_MIN, TS_RING_MAX], and passes it with SCM_RIGHTS on its HELLO frame.

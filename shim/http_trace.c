@@ -133,52 +133,14 @@ static size_t iov_head(const struct iovec *iov, int n, char *out, size_t cap)
 
 /* ---- span attributes ------------------------------------------------------------ */
 
-/* Attributes go straight into the span's bytes (frame format), as
- * ts_span_attr_*() put them, but with literal keys whose lengths are known at
- * compile time (TS_KEY): inlined, each key is copied by a few moves. One that
- * does not fit is left out. */
-static inline bool attr_open(struct ts_span *s, struct ts_wbuf *w)
-{
-	if (!s->recording || s->n_attrs >= TS_MAX_ATTRS)
-		return false;
-	ts_wbuf_init(w, s->attrs + s->attr_len, sizeof s->attrs - s->attr_len);
-	return true;
-}
-
-static inline void attr_close(struct ts_span *s, const struct ts_wbuf *w, unsigned n)
-{
-	if (w->overflow || s->n_attrs + n > TS_MAX_ATTRS)
-		return;
-	s->attr_len = (uint16_t)(s->attr_len + w->len);
-	s->n_attrs = (uint8_t)(s->n_attrs + n);
-}
-
-static inline void put_str(struct ts_span *s, const char *key, size_t klen, const char *val, size_t n)
-{
-	struct ts_wbuf w;
-	if (!attr_open(s, &w))
-		return;
-	ts_put_attr_str(&w, key, klen, val, n);
-	attr_close(s, &w, 1);
-}
-
-static inline void put_int(struct ts_span *s, const char *key, size_t klen, int64_t v)
-{
-	struct ts_wbuf w;
-	if (!attr_open(s, &w))
-		return;
-	ts_put_attr_int(&w, key, klen, v);
-	attr_close(s, &w, 1);
-}
-
 /* The connection's attributes, encoded once: one copy per request. */
 static void put_conn_attrs(struct ts_span *s, const struct ts_http *h)
 {
 	struct ts_wbuf w;
-	if (!attr_open(s, &w))
+	if (!ts_span_attrs_open(s, &w))
 		return;
 	ts_put_bytes(&w, h->conn_attrs, h->conn_attrs_len);
-	attr_close(s, &w, h->conn_attrs_n);
+	ts_span_attrs_close(s, &w, h->conn_attrs_n);
 }
 
 /* ---- exchanges --------------------------------------------------------------- */
@@ -199,7 +161,7 @@ static void finish(struct ts_http *h, struct exchange *x, const char *error_type
 {
 	struct ts_span *s = &x->span;
 	if (x->status)
-		put_int(s, TS_KEY("http.response.status_code"), x->status);
+		ts_span_put_int(s, TS_KEY("http.response.status_code"), x->status);
 	if (error_type) {
 		ts_span_error(s, error_type, msg);
 		if (!h->server)
@@ -327,7 +289,7 @@ static const char *split_host(const char *host, size_t len, size_t *name_len, lo
 
 static void version_attr(struct ts_span *s, const struct http_msg_state *m)
 {
-	put_str(s, TS_KEY("network.protocol.version"), m->version_minor ? "1.1" : "1.0", 3);
+	ts_span_put_str(s, TS_KEY("network.protocol.version"), m->version_minor ? "1.1" : "1.0", 3);
 }
 
 /* The application sent its own traceparent: our span joins that trace as a
@@ -362,7 +324,7 @@ static void client_head(int fd, struct ts_fd *e, struct ts_http *h, struct excha
 	if (x->injected == false)
 		adopt_app_parent(s, &h->req);
 	set_name(s, h->req.method, h->req.method_len);
-	put_str(s, TS_KEY("http.request.method"), h->req.method, h->req.method_len);
+	ts_span_put_str(s, TS_KEY("http.request.method"), h->req.method, h->req.method_len);
 	const char *host;
 	size_t hlen;
 	long port = -1;
@@ -378,8 +340,8 @@ static void client_head(int fd, struct ts_fd *e, struct ts_http *h, struct excha
 	}
 	if (port < 0)
 		port = e->peer.port;
-	put_str(s, TS_KEY("server.address"), host, hlen);
-	put_int(s, TS_KEY("server.port"), port);
+	ts_span_put_str(s, TS_KEY("server.address"), host, hlen);
+	ts_span_put_int(s, TS_KEY("server.port"), port);
 	if (f) {
 		char url[HTTP_TARGET_CAP + HTTP_HOST_CAP + 16], clean[sizeof url];
 		size_t n = 0;
@@ -393,7 +355,7 @@ static void client_head(int fd, struct ts_fd *e, struct ts_http *h, struct excha
 		memcpy(url + n, f->target, f->target_len);
 		n += f->target_len;
 		n = http_url_redact_query(clean, sizeof clean, url, n);
-		put_str(s, TS_KEY("url.full"), clean, n < sizeof clean ? n : sizeof clean - 1);
+		ts_span_put_str(s, TS_KEY("url.full"), clean, n < sizeof clean ? n : sizeof clean - 1);
 	}
 	if (!h->conn_attrs_n)
 		conn_attrs_build(fd, e, h);
@@ -436,8 +398,8 @@ static void server_head(int fd, struct ts_fd *e, struct ts_http *h, struct excha
 	if (!s->recording)
 		return; /* sampled out: it only propagates its context */
 
-	put_str(s, TS_KEY("http.request.method"), h->req.method, h->req.method_len);
-	put_str(s, TS_KEY("url.scheme"), "http", 4);
+	ts_span_put_str(s, TS_KEY("http.request.method"), h->req.method, h->req.method_len);
+	ts_span_put_str(s, TS_KEY("url.scheme"), "http", 4);
 	if (f) {
 		/* An absolute-form target (a request to a proxy) carries scheme and
 		 * authority, maybe with userinfo: url.path is only what follows. */
@@ -449,18 +411,18 @@ static void server_head(int fd, struct ts_fd *e, struct ts_http *h, struct excha
 			end = slash ? end : path + 1;
 		}
 		const char *q = memchr(path, '?', (size_t)(end - path));
-		put_str(s, TS_KEY("url.path"), path, (size_t)((q ? q : end) - path));
+		ts_span_put_str(s, TS_KEY("url.path"), path, (size_t)((q ? q : end) - path));
 		if (q) {
 			char clean[HTTP_TARGET_CAP + 1];
 			size_t n = http_query_redact(clean, sizeof clean, q + 1, (size_t)(end - q - 1));
-			put_str(s, TS_KEY("url.query"), clean, n < sizeof clean ? n : sizeof clean - 1);
+			ts_span_put_str(s, TS_KEY("url.query"), clean, n < sizeof clean ? n : sizeof clean - 1);
 		}
 		if (h->req.flags & HTTP_F_USER_AGENT)
-			put_str(s, TS_KEY("user_agent.original"), f->user_agent, f->user_agent_len);
+			ts_span_put_str(s, TS_KEY("user_agent.original"), f->user_agent, f->user_agent_len);
 		if (h->req.flags & HTTP_F_HOST) {
 			size_t hlen;
 			const char *host = split_host(f->host, f->host_len, &hlen, NULL);
-			put_str(s, TS_KEY("server.address"), host, hlen);
+			ts_span_put_str(s, TS_KEY("server.address"), host, hlen);
 		}
 	}
 	if (!h->conn_attrs_n)

@@ -154,6 +154,44 @@ struct ts_span {
 void ts_span_start(struct ts_span *s, const char *name, uint8_t kind, const struct ts_ctx *parent);
 void ts_span_start_at(struct ts_span *s, const char *name, uint8_t kind, const struct ts_ctx *parent,
 		      uint64_t start_ns);
+/* Appending attributes straight into the span's bytes (frame format). With
+ * TS_KEY("literal") the key's length is a compile-time constant, so the hot
+ * paths (HTTP spans) copy each key with a few moves. Open, write n attributes
+ * with ts_put_attr_*, close: all n are kept, or (if they do not fit) none. */
+static inline bool ts_span_attrs_open(struct ts_span *s, struct ts_wbuf *w)
+{
+	if (!s->recording || s->n_attrs >= TS_MAX_ATTRS)
+		return false;
+	ts_wbuf_init(w, s->attrs + s->attr_len, sizeof s->attrs - s->attr_len);
+	return true;
+}
+
+static inline void ts_span_attrs_close(struct ts_span *s, const struct ts_wbuf *w, unsigned n)
+{
+	if (w->overflow || s->n_attrs + n > TS_MAX_ATTRS)
+		return;
+	s->attr_len = (uint16_t)(s->attr_len + w->len);
+	s->n_attrs = (uint8_t)(s->n_attrs + n);
+}
+
+static inline void ts_span_put_str(struct ts_span *s, const char *key, size_t klen, const char *val, size_t n)
+{
+	struct ts_wbuf w;
+	if (!ts_span_attrs_open(s, &w))
+		return;
+	ts_put_attr_str(&w, key, klen, val, n);
+	ts_span_attrs_close(s, &w, 1);
+}
+
+static inline void ts_span_put_int(struct ts_span *s, const char *key, size_t klen, int64_t v)
+{
+	struct ts_wbuf w;
+	if (!ts_span_attrs_open(s, &w))
+		return;
+	ts_put_attr_int(&w, key, klen, v);
+	ts_span_attrs_close(s, &w, 1);
+}
+
 void ts_span_attr_str(struct ts_span *s, const char *key, const char *val);
 void ts_span_attr_strn(struct ts_span *s, const char *key, const char *val, size_t len);
 void ts_span_attr_int(struct ts_span *s, const char *key, int64_t v);

@@ -46,42 +46,13 @@ void ts_span_start(struct ts_span *s, const char *name, uint8_t kind, const stru
 	ts_span_start_at(s, name, kind, parent, ts_now_ns());
 }
 
-/* Encodes one attribute straight into the span's bytes (frame format). One
- * that does not fit is left out: the span keeps the ones it has. */
-static bool attr_begin(struct ts_span *s, struct ts_wbuf *w)
-{
-	if (!s->recording || s->n_attrs >= TS_MAX_ATTRS)
-		return false;
-	ts_wbuf_init(w, s->attrs + s->attr_len, sizeof s->attrs - s->attr_len);
-	return true;
-}
-
-static void attr_end(struct ts_span *s, const struct ts_wbuf *w)
-{
-	if (w->overflow)
-		return;
-	s->attr_len = (uint16_t)(s->attr_len + w->len);
-	s->n_attrs++;
-}
-
+/* Keys given as C strings are cut to TS_KEY_MAX bytes of whole UTF-8, as
+ * ts_put_attr does; the ts_span_put_* appenders (shim.h) expect that. */
 static size_t key_len(const char *key) { return ts_utf8_cut(key, strlen(key), TS_KEY_MAX); }
-
-static void attr_int(struct ts_span *s, const char *key, size_t klen, int64_t v)
-{
-	struct ts_wbuf w;
-	if (!attr_begin(s, &w))
-		return;
-	ts_put_attr_int(&w, key, klen, v);
-	attr_end(s, &w);
-}
 
 void ts_span_attr_strn(struct ts_span *s, const char *key, const char *val, size_t len)
 {
-	struct ts_wbuf w;
-	if (!attr_begin(s, &w))
-		return;
-	ts_put_attr_str(&w, key, key_len(key), val, len);
-	attr_end(s, &w);
+	ts_span_put_str(s, key, key_len(key), val, len);
 }
 
 void ts_span_attr_str(struct ts_span *s, const char *key, const char *val)
@@ -89,16 +60,16 @@ void ts_span_attr_str(struct ts_span *s, const char *key, const char *val)
 	ts_span_attr_strn(s, key, val, val ? strlen(val) : 0);
 }
 
-void ts_span_attr_int(struct ts_span *s, const char *key, int64_t v) { attr_int(s, key, key_len(key), v); }
+void ts_span_attr_int(struct ts_span *s, const char *key, int64_t v) { ts_span_put_int(s, key, key_len(key), v); }
 
 void ts_span_attr_bool(struct ts_span *s, const char *key, bool v)
 {
 	struct ts_attr a = {.key = {key, (uint16_t)strlen(key)}, .type = TS_ATTR_BOOL, .v.b = v};
 	struct ts_wbuf w;
-	if (!attr_begin(s, &w))
+	if (!ts_span_attrs_open(s, &w))
 		return;
 	ts_put_attr(&w, &a);
-	attr_end(s, &w);
+	ts_span_attrs_close(s, &w, 1);
 }
 
 void ts_span_error(struct ts_span *s, const char *error_type, const char *message)
@@ -167,7 +138,7 @@ void ts_span_end_at(struct ts_span *s, uint64_t end_ns)
 	if (TS_UNLIKELY(ts_cfg.stacktraces == TS_STACK_ALL))
 		ts_span_stack(s); /* no-op when the span has one already */
 	s->end_ns = end_ns < s->start_ns ? s->start_ns : end_ns;
-	attr_int(s, TS_KEY("thread.id"), ts_thread_id());
+	ts_span_put_int(s, TS_KEY("thread.id"), ts_thread_id());
 	baggage_attrs(s);
 	uint8_t rec[TS_SPAN_RECORD_MAX];
 	struct ts_wbuf w;
