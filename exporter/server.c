@@ -2,10 +2,10 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -478,7 +478,6 @@ static int read_frame(struct exp_server *s, struct exp_conn *c)
 	return 1;
 }
 
-/* Returns false when the connection was closed. */
 /* Backpressure for socket-mode clients, as for rings: while the queue is
  * (nearly) full, a connection's frames stay in its socket (the client's
  * non-blocking sends then wait or drop and count in the client) instead of
@@ -508,6 +507,7 @@ static void resume_paused(struct exp_server *s)
 	s->n_paused = 0;
 }
 
+/* Returns false when the connection was closed. */
 static bool conn_drain(struct exp_server *s, struct exp_conn *c, int max)
 {
 	for (int i = 0; i < max; i++) {
