@@ -220,6 +220,8 @@ void http_response_init(struct http_msg_state *st, unsigned flags, struct http_f
 	st->p.state = S_RESP_VERSION;
 }
 
+void http_feed_quiet_start_line(struct http_msg_state *st) { st->p.quiet = 1; }
+
 unsigned http_response_flags_for(const struct http_msg_state *req)
 {
 	if (req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0)
@@ -405,13 +407,26 @@ static bool cl_end(struct http_msg_state *st)
 
 /* ---- list tokens: Transfer-Encoding, Connection, Upgrade -------------- */
 
-static bool tok_is(const struct http_msg_state *st, const char *s)
+static bool name_is(const unsigned char *name, const char *lower_name, size_t n);
+
+/* The token against a lowercase word, without case: tokens are stored as
+ * they came (tok_run copies them whole), and for tchars c | 0x20 is the
+ * lowercase of a letter and never makes a letter or '-' of anything else. */
+static inline bool tok_is(const struct http_msg_state *st, const char *s)
 {
 	size_t n = strlen(s);
-	return st->p.tok_len == n && memcmp(st->p.tok, s, n) == 0;
+
+	if (st->p.tok_len != n)
+		return false;
+	if (n >= 4)
+		return name_is((const unsigned char *)st->p.tok, s, n);
+	for (size_t j = 0; j < n; j++)
+		if ((st->p.tok[j] | 0x20) != s[j])
+			return false;
+	return true;
 }
 
-static void tok_apply(struct http_msg_state *st)
+static inline void tok_apply(struct http_msg_state *st)
 {
 	switch (st->p.hdr) {
 	case HDR_TE: /* only the LAST coding decides the framing */
@@ -500,7 +515,7 @@ static bool name_is(const unsigned char *name, const char *lower_name, size_t n)
 
 /* The headers we read, told apart by length first: every other name costs
  * one switch. (len is 25 for stored names longer than their 24 bytes.) */
-static unsigned classify(const struct http_msg_state *st, const unsigned char *name, size_t len)
+static inline unsigned classify(const struct http_msg_state *st, const unsigned char *name, size_t len)
 {
 	if (st->p.in_trailer)
 		return HDR_OTHER; /* trailers never change framing or context */
@@ -702,7 +717,7 @@ static enum http_event line_end(struct http_msg_state *st, unsigned char c)
 	if (c != '\n')
 		return fail(st, HTTP_ERR_SYNTAX);
 	st->p.state = S_HDR_START;
-	return HTTP_EV_START_LINE_DONE;
+	return st->p.quiet ? HTTP_EV_NEED_MORE : HTTP_EV_START_LINE_DONE;
 }
 
 static enum http_event goto_state(struct http_msg_state *st, uint8_t s, unsigned char c)
@@ -1113,11 +1128,23 @@ static size_t target_run(struct http_msg_state *st, const unsigned char *p, size
 	return i;
 }
 
+/* p[0..8) is "HTTP/1." and a digit (8 bytes must be there). */
+static bool is_http1(const unsigned char *p)
+{
+	uint64_t w = load_le64(p), want;
+
+	memcpy(&want, "HTTP/1.\0", 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	want = __builtin_bswap64(want);
+#endif
+	return (w & 0x00ffffffffffffffull) == want && is_digit(p[7]);
+}
+
 /* "HTTP/1.<digit>" whole; anything else (or a version cut short) goes
  * through version_byte(), which also tells HTTP/2 from garbage. */
 static size_t version_run(struct http_msg_state *st, const unsigned char *p, size_t n, uint8_t next)
 {
-	if (st->p.pos || n < 8 || memcmp(p, "HTTP/1.", 7) != 0 || !is_digit(p[7]))
+	if (st->p.pos || n < 8 || !is_http1(p))
 		return 0;
 	st->version_minor = (uint8_t)(p[7] - '0');
 	st->p.pos = 7;
@@ -1197,12 +1224,14 @@ static size_t tok_run(struct http_msg_state *st, const unsigned char *p, size_t 
 			tok_byte(st, p[i++]);
 			continue;
 		}
-		for (; i < n && is_tchar(p[i]); i++) {
-			if (st->p.tok_len < sizeof st->p.tok)
-				st->p.tok[st->p.tok_len] = (char)lower(p[i]);
-			if (st->p.tok_len <= sizeof st->p.tok)
-				st->p.tok_len++;
-		}
+		/* what tok_byte() keeps of them: the first 16, and a length
+		 * that stops one past that */
+		size_t k = tchar_run(p + i, n - i), len = st->p.tok_len;
+		if (len < sizeof st->p.tok)
+			memcpy(st->p.tok + len, p + i, k < sizeof st->p.tok - len ? k : sizeof st->p.tok - len);
+		len += k;
+		st->p.tok_len = (uint8_t)(len <= sizeof st->p.tok ? len : sizeof st->p.tok + 1);
+		i += k;
 	}
 	return i;
 }
@@ -1217,6 +1246,10 @@ static enum http_event value_run(struct http_msg_state *st, const unsigned char 
 	switch (st->p.hdr) {
 	case HDR_CONTENT_LENGTH:
 		for (; i < n && is_field_char(p[i]); i++) {
+			if (st->p.aux == CL_DIGITS && is_digit(p[i]) && st->p.cl_acc <= HTTP_CL_MAX / 10) {
+				st->p.cl_acc = st->p.cl_acc * 10 + (p[i] - '0'); /* cl_byte()'s common case */
+				continue;
+			}
 			if (!cl_byte(st, p[i])) {
 				*used = i + 1;
 				return fail(st, HTTP_ERR_FRAMING);
@@ -1245,6 +1278,32 @@ static enum http_event value_run(struct http_msg_state *st, const unsigned char 
 	return HTTP_EV_NEED_MORE;
 }
 
+/* Whole header lines whose name we do not read (most of a response head:
+ * Server, Date, ETag...), starting at a line start: for those step() does
+ * nothing but check every byte, so this checks the same bytes — a name of
+ * tchars, ':', field bytes, CR LF or LF — and skips the line without
+ * touching the state. It stops at the first line that is anything else (a
+ * known name, the blank line, a line the piece cuts, a byte to reject) and
+ * leaves that to the general path, at the same line start. */
+static size_t other_lines(const struct http_msg_state *st, const unsigned char *p, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && is_tchar(p[i])) {
+		size_t j = i + tchar_run(p + i, n - i);
+		if (j >= n || p[j] != ':' || classify(st, p + i, j - i) != HDR_OTHER)
+			break;
+		j++;
+		j += class_run(p + j, n - j, C_FIELD);
+		if (j < n && p[j] == '\r')
+			j++;
+		if (j >= n || p[j] != '\n')
+			break;
+		i = j + 1;
+	}
+	return i;
+}
+
 /* Header lines, resumed in whichever of their states the parser is, one
  * after the other without a dispatch per line, up to the blank line's CR
  * (its LF, which ends the head, is step()'s) or a byte for step(). */
@@ -1255,9 +1314,14 @@ static size_t header_lines(struct http_msg_state *st, const unsigned char *p, si
 	for (;;) {
 		switch (st->p.state) {
 		case S_HDR_START:
+			i += other_lines(st, p + i, n - i);
 			if (i == n)
 				return i;
-			if (p[i] == '\r') {
+			if (p[i] == '\r') { /* the blank line: the head is done at its LF */
+				if (i + 1 < n && p[i + 1] == '\n') {
+					*ev = head_done(st);
+					return i + 2;
+				}
 				st->p.state = S_HEAD_LF;
 				return i + 1;
 			}
@@ -1288,12 +1352,72 @@ static size_t header_lines(struct http_msg_state *st, const unsigned char *p, si
 	}
 }
 
+/* A whole status line in the usual form — "HTTP/1.<d> <ddd> reason" and its
+ * line end — at the start of a response, taken at once: checked first, then
+ * the state set as step() would leave it past the LF. Anything else (more
+ * than one SP, a line the piece cuts, a byte to reject) is 0: the per-state
+ * paths take it from the first byte, as before. */
+static size_t status_line(struct http_msg_state *st, const unsigned char *p, size_t n)
+{
+	size_t i = 12;
+
+	if (st->p.pos || n < 13 || !is_http1(p) || p[8] != ' ' ||
+	    p[9] < '1' || p[9] > '9' || !is_digit(p[10]) || !is_digit(p[11]))
+		return 0;
+	if (p[i] == ' ') {
+		i++;
+		i += class_run(p + i, n - i, C_FIELD);
+	}
+	if (i < n && p[i] == '\r')
+		i++;
+	if (i >= n || p[i] != '\n')
+		return 0;
+	st->version_minor = (uint8_t)(p[7] - '0');
+	st->status = (uint16_t)((p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0'));
+	st->p.pos = 7;
+	st->p.state = S_HDR_START;
+	return i + 1;
+}
+
+/* The same for a request line: "METHOD SP target SP HTTP/1.<d>" and its line
+ * end, single spaces, as nearly every client sends it. Checked whole before
+ * anything is stored, so a line it does not take is the general path's from
+ * its first byte. */
+static size_t request_line(struct http_msg_state *st, const unsigned char *p, size_t n)
+{
+	size_t m = tchar_run(p, n <= HTTP_METHOD_CAP ? n : HTTP_METHOD_CAP + 1), t, v, e;
+
+	if (m == 0 || m > HTTP_METHOD_CAP || m + 1 >= n || p[m] != ' ')
+		return 0;
+	t = m + 1;
+	v = t + class_run(p + t, n - t, C_TARGET);
+	if (v == t || v >= n || p[v] != ' ')
+		return 0;
+	v++;
+	if (n - v < 9 || !is_http1(p + v))
+		return 0;
+	e = v + 8;
+	if (p[e] == '\r')
+		e++;
+	if (e >= n || p[e] != '\n')
+		return 0;
+	memcpy(st->method, p, m);
+	st->method[m] = 0;
+	st->method_len = (uint8_t)m;
+	st->p.hdr = HDR_TARGET;
+	text_run(st, p + t, v - 1 - t);
+	st->version_minor = (uint8_t)(p[v + 7] - '0');
+	st->p.pos = 7;
+	st->p.state = S_HDR_START;
+	return e + 1;
+}
+
 /* Runs the fast paths over p[0..n) while they make progress; *used is what
  * they consumed. Returns NEED_MORE, or ERROR for a bad framing value. */
 static enum http_event scan_head(struct http_msg_state *st, const unsigned char *p, size_t n, size_t *used)
 {
 	enum http_event ev = HTTP_EV_NEED_MORE;
-	size_t i = 0;
+	size_t i = 0, k;
 
 	while (i < n && ev == HTTP_EV_NEED_MORE) {
 		size_t before = i;
@@ -1312,8 +1436,16 @@ static enum http_event scan_head(struct http_msg_state *st, const unsigned char 
 			}
 			break;
 		case S_REQ_START:
-			if (p[i] != '\r' && p[i] != '\n')
-				st->p.state = S_METHOD;
+			if (p[i] == '\r' || p[i] == '\n')
+				break;
+			k = request_line(st, p + i, n - i);
+			if (k) {
+				i += k;
+				if (!st->p.quiet)
+					ev = HTTP_EV_START_LINE_DONE;
+				break;
+			}
+			st->p.state = S_METHOD;
 			break;
 		case S_METHOD:
 			i += method_run(st, p + i, n - i);
@@ -1340,6 +1472,13 @@ static enum http_event scan_head(struct http_msg_state *st, const unsigned char 
 			i += line_cr(st, p[i]);
 			break;
 		case S_RESP_VERSION:
+			k = status_line(st, p + i, n - i);
+			if (k) {
+				i += k;
+				if (!st->p.quiet)
+					ev = HTTP_EV_START_LINE_DONE;
+				break;
+			}
 			i += version_run(st, p + i, n - i, S_RESP_SP1);
 			break;
 		case S_RESP_SP1:

@@ -156,6 +156,7 @@ struct http_msg_private {
 	uint32_t head_bytes; /* bytes of the current head/trailer section */
 	uint16_t line_bytes; /* bytes of the current chunk-size line */
 	uint8_t state, hdr, resp_flags, pos, aux, name_len, tok_len, in_trailer;
+	uint8_t quiet; /* no START_LINE_DONE (http_feed_quiet_start_line) */
 	char name[24]; /* lowercased header name; longer names are never ours */
 	char tok[16];  /* current list token (Connection, TE, Upgrade) */
 };
@@ -184,6 +185,12 @@ void http_request_init(struct http_msg_state *st, struct http_fields *fields);
  * response: it ends with MESSAGE_DONE; re-init with the same flags for the
  * final response to the same request. */
 void http_response_init(struct http_msg_state *st, unsigned flags, struct http_fields *fields);
+
+/* After an init: do not stop at START_LINE_DONE, for a caller that has no
+ * use for it (the shim's parsers): one http_feed call less per message.
+ * Everything else — the other events, their offsets, the state — is the
+ * same as without. */
+void http_feed_quiet_start_line(struct http_msg_state *st);
 
 /* HTTP_RESP_TO_* matching a parsed request's method. */
 unsigned http_response_flags_for(const struct http_msg_state *request);
