@@ -5,9 +5,11 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "http_trace.h"
@@ -33,7 +35,7 @@ struct exchange {
 };
 
 struct ts_http {
-	pthread_mutex_t mu;
+	_Atomic int mu; /* conn_lock(): 0 free, 1 held, 2 held with waiters */
 	bool server;
 	bool req_active, resp_active;
 	struct http_msg_state req, resp;
@@ -58,6 +60,39 @@ struct ts_http {
 };
 
 _Atomic uint64_t ts_http_unmatched;
+
+/* The per-connection lock, taken two or three times per request: a futex
+ * word rather than a pthread mutex, because uncontended it is one atomic
+ * instruction each way instead of ~40 instructions of glibc's lock and
+ * unlock (threads sharing one connection are rare; they still wait, in the
+ * kernel, never spin). The classic three-state futex lock: a waiter marks
+ * the word 2 so the unlocker knows to wake it. The slow paths keep errno:
+ * a hook holds the lock around the application's own call. */
+static void conn_lock(struct ts_http *h)
+{
+	int c = 0;
+
+	if (TS_LIKELY(atomic_compare_exchange_strong_explicit(&h->mu, &c, 1, memory_order_acquire,
+							      memory_order_relaxed)))
+		return;
+	int saved = errno;
+	if (c != 2)
+		c = atomic_exchange_explicit(&h->mu, 2, memory_order_acquire);
+	while (c != 0) {
+		syscall(SYS_futex, &h->mu, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+		c = atomic_exchange_explicit(&h->mu, 2, memory_order_acquire);
+	}
+	errno = saved;
+}
+
+static void conn_unlock(struct ts_http *h)
+{
+	if (TS_LIKELY(atomic_exchange_explicit(&h->mu, 0, memory_order_release) == 1))
+		return;
+	int saved = errno;
+	syscall(SYS_futex, &h->mu, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	errno = saved;
+}
 
 /* ---- allocation: states are recycled, never freed, so a racing thread that
  * still holds a pointer after close() can never touch unmapped memory ---- */
@@ -86,7 +121,7 @@ static struct ts_http *http_alloc(bool server)
 		h->pool[i].busy = false;
 	h->fields = NULL;
 	h->fields_buf = keep ? keep : malloc(sizeof *h->fields_buf);
-	pthread_mutex_init(&h->mu, NULL);
+	atomic_store(&h->mu, 0);
 	h->server = server;
 	return h;
 }
@@ -497,6 +532,7 @@ static void feed_requests(int fd, struct ts_fd *e, struct ts_http *h, const char
 				return;
 			h->fields = h->fields_buf; /* NULL if it could not be had: framing still works */
 			http_request_init(&h->req, h->fields);
+			http_feed_quiet_start_line(&h->req);
 			if (!h->cur)
 				h->cur = begin_exchange(h);
 			h->req_active = true;
@@ -539,6 +575,7 @@ static void feed_responses(struct ts_fd *e, struct ts_http *h, const char *p, si
 			if (!n || !h->nq)
 				return; /* bytes nobody asked for: not ours to interpret */
 			http_response_init(&h->resp, h->q[0]->resp_flags, NULL);
+			http_feed_quiet_start_line(&h->resp);
 			h->resp_active = true;
 		}
 		switch (feed_step(&h->resp, &p, &n)) {
@@ -842,11 +879,11 @@ ssize_t ts_http_out(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt
 			return n;
 		}
 		/* What went out while we were unsure is the start of this request. */
-		pthread_mutex_lock(&h->mu);
+		conn_lock(h);
 		feed_requests(fd, e, h, e->sniff, e->sniff_len);
-		pthread_mutex_unlock(&h->mu);
+		conn_unlock(h);
 	}
-	pthread_mutex_lock(&h->mu);
+	conn_lock(h);
 	ssize_t n;
 	if (atomic_load(&e->proto) != TS_PROTO_HTTP) {
 		n = ts_out_repeat(fd, iov, iovcnt, call);
@@ -865,7 +902,7 @@ ssize_t ts_http_out(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt
 			fail_all(h, errno_name(err), strerror(err));
 		errno = err;
 	}
-	pthread_mutex_unlock(&h->mu);
+	conn_unlock(h);
 	return n;
 }
 
@@ -887,11 +924,11 @@ void ts_http_in(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt, ss
 				remember_sniffed(e, iov, iovcnt, (size_t)n);
 			return;
 		}
-		pthread_mutex_lock(&h->mu);
+		conn_lock(h);
 		feed_requests(fd, e, h, e->sniff, e->sniff_len);
-		pthread_mutex_unlock(&h->mu);
+		conn_unlock(h);
 	}
-	pthread_mutex_lock(&h->mu);
+	conn_lock(h);
 	if (atomic_load(&e->proto) == TS_PROTO_HTTP) {
 		if (n > 0) {
 			feed_iov(fd, e, h, server, iov, iovcnt, (size_t)n);
@@ -903,7 +940,7 @@ void ts_http_in(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt, ss
 			fail_all(h, errno_name(err), strerror(err));
 		}
 	}
-	pthread_mutex_unlock(&h->mu);
+	conn_unlock(h);
 }
 
 void ts_http_out_opaque(int fd, struct ts_fd *e, ssize_t n)
@@ -912,7 +949,7 @@ void ts_http_out_opaque(int fd, struct ts_fd *e, ssize_t n)
 	struct ts_http *h = atomic_load(&e->http);
 	if (!h || n <= 0 || atomic_load(&e->kind) != TS_FD_ACCEPTED)
 		return;
-	pthread_mutex_lock(&h->mu);
+	conn_lock(h);
 	if (atomic_load(&e->proto) == TS_PROTO_HTTP && h->resp_active) {
 		size_t left = (size_t)n;
 		while (left && h->resp_active) {
@@ -925,7 +962,7 @@ void ts_http_out_opaque(int fd, struct ts_fd *e, ssize_t n)
 				break;
 		}
 	}
-	pthread_mutex_unlock(&h->mu);
+	conn_unlock(h);
 }
 
 static void release(int fd, struct ts_fd *e, bool owned)
@@ -934,7 +971,7 @@ static void release(int fd, struct ts_fd *e, bool owned)
 	struct ts_http *h = atomic_exchange(&e->http, NULL);
 	if (!h)
 		return;
-	pthread_mutex_lock(&h->mu);
+	conn_lock(h);
 	if (owned) {
 		if (!h->server && h->resp_active && http_feed_eof(&h->resp) == HTTP_EV_MESSAGE_DONE)
 			response_done(h);
@@ -950,7 +987,7 @@ static void release(int fd, struct ts_fd *e, bool owned)
 	}
 	free(h->inj);
 	h->inj = NULL;
-	pthread_mutex_unlock(&h->mu);
+	conn_unlock(h);
 	http_recycle(h);
 }
 
