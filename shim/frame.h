@@ -348,11 +348,20 @@ struct ts_ring {
 	uint8_t *data;
 	uint32_t size;
 	uint64_t head;
+	uint64_t tail_seen; /* the reader's tail as of the last reserve */
 };
 
 /* Appends one record; false (nothing written) when the ring lacks room.
  * *used: bytes unread after the append (for deciding to send WAKE). */
 bool ts_ring_put(struct ts_ring *r, const void *rec, size_t len, uint64_t *used);
+
+/* ts_ring_put in two steps, so a record is encoded straight into the ring:
+ * reserve returns where len bytes go (padding to the end of the area first
+ * if they would wrap), or NULL when the ring lacks room; the writer fills
+ * them, record length first, and commit publishes them and returns the bytes
+ * unread. Nothing is visible to the reader before the commit. */
+uint8_t *ts_ring_reserve(struct ts_ring *r, size_t len);
+uint64_t ts_ring_commit(struct ts_ring *r, size_t len);
 
 /* The reader's side: copies whole records from [*tail, head) into out as a
  * SPANS payload (u16 count, records), stopping when the next record would not

@@ -3,27 +3,41 @@
  * exporter is the only reader. */
 #include "frame.h"
 
-bool ts_ring_put(struct ts_ring *r, const void *rec, size_t len, uint64_t *used)
+uint8_t *ts_ring_reserve(struct ts_ring *r, size_t len)
 {
 	uint64_t tail = atomic_load_explicit(&r->h->tail, memory_order_acquire);
 	uint64_t head = r->head;
 	uint32_t off = (uint32_t)(head & (r->size - 1)), room = r->size - off;
 	uint64_t pad = len > room ? room : 0;
 	if (len < 2 || head - tail > r->size || head - tail + pad + len > r->size)
-		return false;
-	if (pad) {
+		return NULL;
+	if (pad) { /* unpublished until the commit, like the record */
 		if (room >= 2)
 			memset(r->data + off, 0, 2);
-		head += pad;
+		r->head = head + pad;
 		off = 0;
 	}
-	memcpy(r->data + off, rec, len);
-	head += len;
+	r->tail_seen = tail;
+	return r->data + off;
+}
+
+uint64_t ts_ring_commit(struct ts_ring *r, size_t len)
+{
+	uint64_t head = r->head + len;
 	r->head = head;
 	atomic_store_explicit(&r->h->spans, atomic_load_explicit(&r->h->spans, memory_order_relaxed) + 1,
 			      memory_order_relaxed);
 	atomic_store_explicit(&r->h->head, head, memory_order_release);
-	*used = head - tail;
+	return head - r->tail_seen;
+}
+
+bool ts_ring_put(struct ts_ring *r, const void *rec, size_t len, uint64_t *used)
+{
+	uint8_t *dst = ts_ring_reserve(r, len);
+	if (!dst)
+		return false;
+	memcpy(dst, rec, len);
+	*used = ts_ring_commit(r, len);
 	return true;
 }
 

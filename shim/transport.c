@@ -338,63 +338,74 @@ static void ring_check_reader(bool full)
 
 /* On the exit/exec path only: a full ring gets up to TRACESHIM_EXIT_FLUSH_MS
  * for the exporter to make room. */
-static bool ring_put_patiently(const uint8_t *rec, size_t len)
+static uint8_t *ring_reserve_patiently(size_t len)
 {
-	uint64_t used, deadline = mono_ns() + (uint64_t)ts_cfg.exit_flush_ms * 1000000ull;
+	uint64_t deadline = mono_ns() + (uint64_t)ts_cfg.exit_flush_ms * 1000000ull;
+	uint8_t *dst;
 	ring_wake();
 	while (ring.h && mono_ns() < deadline) {
 		struct timespec ms = {0, 1000000};
 		nanosleep(&ms, NULL);
-		if (ring.h && ts_ring_put(&ring, rec, len, &used))
-			return true;
+		if (ring.h && (dst = ts_ring_reserve(&ring, len)))
+			return dst;
 	}
-	return false;
+	return NULL;
 }
 
-static void ring_submit(const uint8_t *rec, size_t len)
+/* Between a reserve and its commit (under ring_mu): the writer's head
+ * before the reserve (so the WAKE test sees the padding too) and, in
+ * socket mode, whether the sender thread must be woken. */
+static uint64_t reserved_from;
+static bool slot_wake;
+
+static uint8_t *ring_reserve(size_t len)
 {
 	if (TS_UNLIKELY(atomic_load_explicit(&dropped_unreported, memory_order_relaxed)))
 		atomic_fetch_add(&ring.h->dropped, atomic_exchange(&dropped_unreported, 0));
-	uint64_t before = ring.head, used;
-	bool ok = ts_ring_put(&ring, rec, len, &used);
-	if (ok) {
-		uint64_t half = ring.size / 2;
-		if (used >= half && used - (ring.head - before) < half)
-			ring_wake();
-	} else if (ts_sync_flush && !ts_signal_path) {
-		ok = ring_put_patiently(rec, len);
-	}
-	if (!ok)
-		drop(1);
+	reserved_from = ring.head;
+	uint8_t *dst = ts_ring_reserve(&ring, len);
+	if (!dst && ts_sync_flush && !ts_signal_path)
+		dst = ring_reserve_patiently(len);
+	return dst;
+}
+
+static void ring_commit(size_t len)
+{
+	uint64_t used = ts_ring_commit(&ring, len), half = ring.size / 2;
+	if (used >= half && used - (ring.head - reserved_from) < half)
+		ring_wake();
 	if (ring.h)
-		ring_check_reader(!ok);
+		ring_check_reader(false);
 }
 
 /* ---- submitting ------------------------------------------------------------------- */
 
-/* Socket mode: into the open frame slot, for the sender thread. Releases ring_mu. */
-static void slots_submit(const uint8_t *rec, size_t len)
+/* Socket mode: room in the open frame slot, for the sender thread. */
+static uint8_t *slot_reserve(size_t len)
 {
-	bool wake = false;
 	struct slot *s = open_slot();
+	slot_wake = false;
 	if (s->count && s->len + len > TS_FRAME_MAX) {
-		if (!seal_open()) {
-			pthread_mutex_unlock(&ring_mu);
-			drop(1);
-			return;
-		}
-		wake = true;
+		if (!seal_open())
+			return NULL;
+		slot_wake = true;
 		s = open_slot();
 	}
 	if (!s->count) {
 		slot_begin(s);
 		open_since = mono_ns();
-		wake = true;
+		slot_wake = true;
 	}
-	memcpy(s->buf + s->len, rec, len);
+	return s->buf + s->len;
+}
+
+/* Releases ring_mu. */
+static void slot_commit(size_t len)
+{
+	struct slot *s = open_slot();
 	s->len += (uint32_t)len;
 	s->count++;
-	if (wake)
+	if (slot_wake)
 		pthread_cond_signal(&ring_cv);
 	pthread_mutex_unlock(&ring_mu);
 	if (TS_UNLIKELY(!atomic_load_explicit(&sender_started, memory_order_relaxed)) && !ts_sync_flush &&
@@ -414,10 +425,11 @@ static void ring_attach(void)
 	pthread_mutex_unlock(&conn_mu);
 }
 
-void ts_transport_submit(const uint8_t *rec, size_t len)
+uint8_t *ts_transport_reserve(size_t len)
 {
 	ts_in_shim++;
 	int saved = errno; /* WAKE, a reconnect, a liveness poll: system calls */
+	uint8_t *dst = NULL;
 	if (TS_UNLIKELY(ts_signal_path)) {
 		if (pthread_mutex_trylock(&ring_mu) != 0) {
 			drop(1);
@@ -429,17 +441,43 @@ void ts_transport_submit(const uint8_t *rec, size_t len)
 	if (!socket_mode && !ring.h)
 		ring_attach();
 	if (socket_mode) {
-		slots_submit(rec, len);
-		goto out;
+		dst = slot_reserve(len);
+	} else if (ring.h) {
+		dst = ring_reserve(len);
+		if (!dst && ring.h)
+			ring_check_reader(true);
 	}
-	if (ring.h)
-		ring_submit(rec, len);
-	else
-		drop(1); /* no exporter to take it */
-	pthread_mutex_unlock(&ring_mu);
+	if (!dst) {
+		pthread_mutex_unlock(&ring_mu);
+		drop(1); /* no room, or no exporter to take it */
+	}
 out:
 	errno = saved;
+	if (!dst)
+		ts_in_shim--;
+	return dst;
+}
+
+void ts_transport_commit(size_t len)
+{
+	int saved = errno;
+	if (socket_mode) {
+		slot_commit(len);
+	} else {
+		ring_commit(len);
+		pthread_mutex_unlock(&ring_mu);
+	}
+	errno = saved;
 	ts_in_shim--;
+}
+
+void ts_transport_submit(const uint8_t *rec, size_t len)
+{
+	uint8_t *dst = ts_transport_reserve(len);
+	if (dst) {
+		memcpy(dst, rec, len);
+		ts_transport_commit(len);
+	}
 }
 
 enum send_result { SENT, BUSY, GONE };
