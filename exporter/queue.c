@@ -6,28 +6,108 @@
 #include <string.h>
 #include <time.h>
 
+#include "frame.h"
 
-struct exp_span *exp_span_new(struct exp_resource *res, const uint8_t *rec, uint16_t len)
+/* ---- span memory ----------------------------------------------------------
+ *
+ * Spans are made on the receive thread and freed on the export thread: for
+ * glibc that is the slow path on both sides (the freeing thread's cache fills,
+ * the allocating thread's stays empty), about 350 instructions a span, as
+ * much as validating it. So freed spans are kept, by size class, and handed
+ * out again; one lock per list freed and per frame received, not per span.
+ * The pool is bounded: beyond POOL_MAX_BYTES spans go back to malloc. */
+
+#define SPAN_GRAIN 64 /* size classes: a span wastes less than this */
+#define SPAN_POOLED_MAX (sizeof(struct exp_span) + TS_SPAN_RECORD_MAX + EXP_SPAN_SLACK)
+#define SPAN_CLASSES ((SPAN_POOLED_MAX + SPAN_GRAIN - 1) / SPAN_GRAIN + 1)
+#define POOL_MAX_BYTES ((size_t)16 << 20)
+
+static struct {
+	pthread_mutex_t lock;
+	struct exp_span *free[SPAN_CLASSES];
+	size_t bytes;
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* 0: not pooled (bigger than any valid record). */
+static size_t span_class(uint16_t len)
 {
-	struct exp_span *s = malloc(sizeof *s + len);
-	if (!s)
-		return NULL;
+	size_t size = sizeof(struct exp_span) + len + EXP_SPAN_SLACK;
+	return size <= SPAN_POOLED_MAX ? (size + SPAN_GRAIN - 1) / SPAN_GRAIN : 0;
+}
+
+/* Caller holds pool.lock when `locked`. */
+static struct exp_span *span_alloc(uint16_t len, bool locked)
+{
+	size_t c = span_class(len);
+	struct exp_span *s = locked && c ? pool.free[c] : NULL;
+	if (s) {
+		pool.free[c] = s->next;
+		pool.bytes -= c * SPAN_GRAIN;
+		return s;
+	}
+	return malloc(c ? c * SPAN_GRAIN : sizeof *s + len + EXP_SPAN_SLACK);
+}
+
+static void span_init(struct exp_span *s, struct exp_resource *res, const uint8_t *rec, uint16_t len)
+{
 	s->next = NULL;
 	s->res = res;
 	s->len = len;
 	memcpy(s->rec, rec, len);
+	memset(s->rec + len, 0, EXP_SPAN_SLACK);
 	exp_resource_ref(res);
+}
+
+struct exp_span *exp_span_new(struct exp_resource *res, const uint8_t *rec, uint16_t len)
+{
+	pthread_mutex_lock(&pool.lock);
+	struct exp_span *s = span_alloc(len, true);
+	pthread_mutex_unlock(&pool.lock);
+	if (s)
+		span_init(s, res, rec, len);
 	return s;
+}
+
+size_t exp_spans_new(struct exp_resource *res, const uint8_t *p, uint16_t count, struct exp_span **head)
+{
+	struct exp_span **tail = head;
+	uint16_t made = 0;
+	*head = NULL;
+	pthread_mutex_lock(&pool.lock);
+	for (; made < count; made++) {
+		uint16_t len;
+		memcpy(&len, p, 2);
+		struct exp_span *s = span_alloc(len, true);
+		if (!s)
+			break;
+		span_init(s, res, p, len);
+		*tail = s;
+		tail = &s->next;
+		p += len;
+	}
+	pthread_mutex_unlock(&pool.lock);
+	return made;
 }
 
 void exp_span_free_list(struct exp_span *list)
 {
+	if (!list)
+		return;
+	pthread_mutex_lock(&pool.lock);
 	while (list) {
 		struct exp_span *next = list->next;
+		size_t c = span_class(list->len);
 		exp_resource_unref(list->res);
-		free(list);
+		if (c && pool.bytes + c * SPAN_GRAIN <= POOL_MAX_BYTES) {
+			list->next = pool.free[c];
+			pool.free[c] = list;
+			pool.bytes += c * SPAN_GRAIN;
+		} else {
+			free(list);
+		}
 		list = next;
 	}
+	pthread_mutex_unlock(&pool.lock);
 }
 
 int exp_queue_init(struct exp_queue *q, size_t max_spans, size_t max_bytes, size_t batch_size)

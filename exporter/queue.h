@@ -20,11 +20,20 @@ struct exp_span {
 	struct exp_span *next;
 	struct exp_resource *res;
 	uint16_t len;
-	uint8_t rec[];
+	uint8_t rec[]; /* len bytes, then EXP_SPAN_SLACK zero bytes */
 };
+
+/* Readable bytes after every record, not counted in len: the JSON encoder
+ * reads a short string as a whole 16-byte vector, and the record's last
+ * string ends where the record does. */
+#define EXP_SPAN_SLACK 16
 
 /* NULL when out of memory. Takes a new reference on res. */
 struct exp_span *exp_span_new(struct exp_resource *res, const uint8_t *rec, uint16_t len);
+/* The spans of the `count` records back to back at p (each starting with its
+ * u16 length), linked in order into *head: exp_span_new for a whole frame at
+ * once. Returns how many it made (fewer only when out of memory). */
+size_t exp_spans_new(struct exp_resource *res, const uint8_t *p, uint16_t count, struct exp_span **head);
 /* Frees a whole list, dropping the resource references. */
 void exp_span_free_list(struct exp_span *list);
 

@@ -273,7 +273,8 @@ struct ts_span_view {
 };
 
 /* Decodes one span record at r's offset and advances past it. Checks every
- * length, enum and count; false (and r->bad) on anything malformed. */
+ * length, enum and count; false (and r->bad) on anything malformed. out
+ * NULL: the same checks, nothing written (the exporter's receive loop). */
 bool ts_span_decode(struct ts_rbuf *r, struct ts_span_view *out);
 
 struct ts_hello_view {
