@@ -31,6 +31,10 @@
 #include "record.h"
 #include "utf8.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h> /* x86-64 baseline: no build flag, no run-time check */
+#endif
+
 #define PB_PER_REC_BYTE 4
 
 enum { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
@@ -109,11 +113,12 @@ static uint8_t *nest_close(uint8_t *base, uint8_t *o, const struct nest *n)
 /* ---- strings ------------------------------------------------------------ */
 
 /* A string measured for the wire: `len` bytes once made valid UTF-8 without
- * NUL (pb.h); `clean` when it is that already and goes out as it is. */
+ * NUL (pb.h); `clean` when it is that already and goes out as it is; `vec`
+ * when it may be copied as 16 bytes (measure_rec). */
 struct pb_str {
 	struct ts_str s;
 	size_t len;
-	bool clean;
+	bool clean, vec;
 };
 
 /* None of the 8 bytes at p is NUL or above 0x7F (the "has a zero byte"
@@ -143,7 +148,7 @@ static size_t repaired_len(const uint8_t *u, size_t i, size_t n)
  * bytes of a string of 8 or more as the 8-byte word that ends it. */
 static struct pb_str measure(struct ts_str s)
 {
-	struct pb_str m = {s, s.len, true};
+	struct pb_str m = {s, s.len, true, false};
 	const uint8_t *u = (const uint8_t *)s.ptr;
 	size_t i = 0;
 	while (s.len - i >= 8 && clean_word(u + i))
@@ -159,13 +164,47 @@ static struct pb_str measure(struct ts_str s)
 	return m;
 }
 
+/* measure() for a string inside a queued span record, which is followed by
+ * EXP_SPAN_SLACK readable bytes (queue.h): one of up to 32 bytes is checked
+ * as one or two 16-byte vectors, with what follows it masked off, and later
+ * copied as 16 or 32 bytes (room for a span has EXP_SPAN_SLACK bytes to
+ * spare too) — no loop and no memcpy call for the short keys and values
+ * most attributes have. */
+static inline struct pb_str measure_rec(struct ts_str s)
+{
+#if defined(__SSE2__)
+	_Static_assert(EXP_SPAN_SLACK >= 16, "a 16-byte load from a record's last string");
+	if (s.len <= 32) {
+		/* NUL bytes, and bytes above 0x7F (their high bits, as they are) */
+		const __m128i zero = _mm_setzero_si128();
+		__m128i v = _mm_loadu_si128((const __m128i *)s.ptr);
+		uint32_t bad = (uint32_t)(_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero)) | _mm_movemask_epi8(v));
+		if (s.len > 16) {
+			v = _mm_loadu_si128((const __m128i *)(s.ptr + 16));
+			bad |= (uint32_t)(_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero)) | _mm_movemask_epi8(v)) << 16;
+		}
+		if (!(bad & (uint32_t)((1ull << s.len) - 1)))
+			return (struct pb_str){s, s.len, true, true};
+	}
+#endif
+	return measure(s);
+}
+
 static size_t str_field_len(const struct pb_str *m) { return 1 + varint_len(m->len) + m->len; }
 
-static uint8_t *put_str_field(uint8_t *o, uint8_t tag, const struct pb_str *m)
+static inline uint8_t *put_str_field(uint8_t *o, uint8_t tag, const struct pb_str *m)
 {
 	*o++ = tag;
 	o = put_varint(o, m->len);
 	if (m->clean) {
+#if defined(__SSE2__)
+		if (m->vec) {
+			_mm_storeu_si128((__m128i *)o, _mm_loadu_si128((const __m128i *)m->s.ptr));
+			if (m->s.len > 16)
+				_mm_storeu_si128((__m128i *)(o + 16), _mm_loadu_si128((const __m128i *)(m->s.ptr + 16)));
+			return o + m->s.len;
+		}
+#endif
 		memcpy(o, m->s.ptr, m->s.len);
 		return o + m->s.len;
 	}
@@ -210,12 +249,12 @@ struct pb_any {
 	struct pb_str str;
 };
 
-static struct pb_any measure_value(const struct ts_attr *a)
+static inline struct pb_any measure_value(const struct ts_attr *a, bool in_rec)
 {
 	struct pb_any v = {0};
 	switch (a->type) {
 	case TS_ATTR_STR:
-		v.str = measure(a->v.s);
+		v.str = in_rec ? measure_rec(a->v.s) : measure(a->v.s);
 		v.len = str_field_len(&v.str);
 		break;
 	case TS_ATTR_STRARRAY:
@@ -278,10 +317,10 @@ static uint8_t *put_value(uint8_t *o, const struct ts_attr *a, const struct pb_a
 }
 
 /* A KeyValue field (key 1, value 2) with the given tag. */
-static uint8_t *put_kv(uint8_t *o, uint8_t tag, const struct ts_attr *a)
+static inline uint8_t *put_kv(uint8_t *o, uint8_t tag, const struct ts_attr *a, bool in_rec)
 {
-	struct pb_str key = measure(a->key);
-	struct pb_any v = measure_value(a);
+	struct pb_str key = in_rec ? measure_rec(a->key) : measure(a->key);
+	struct pb_any v = measure_value(a, in_rec);
 	*o++ = tag;
 	o = put_varint(o, str_field_len(&key) + 1 + varint_len(v.len) + v.len);
 	o = put_str_field(o, TAG(1, WIRE_LEN), &key);
@@ -301,13 +340,15 @@ static size_t kv_bound(const struct ts_attr *a)
 
 /* The n attributes at *p as KeyValue fields with the given tag; moves *p
  * past them. */
-static uint8_t *put_rec_attrs(uint8_t *o, uint8_t tag, const uint8_t **p, uint8_t n)
+static uint8_t *put_rec_attrs(uint8_t *o, uint8_t tag, const uint8_t **pp, uint8_t n)
 {
+	const uint8_t *p = *pp; /* a local: stores through o could alias *pp */
 	for (uint8_t i = 0; i < n; i++) {
 		struct ts_attr a;
-		*p = exp_rec_attr(*p, &a);
-		o = put_kv(o, tag, &a);
+		p = exp_rec_attr(p, &a);
+		o = put_kv(o, tag, &a, true);
 	}
+	*pp = p;
 	return o;
 }
 
@@ -337,7 +378,7 @@ static uint8_t *put_status(uint8_t *o, const struct exp_rec_head *h)
 {
 	if (h->status == TS_STATUS_UNSET && h->status_message.len == 0)
 		return o;
-	struct pb_str msg = measure(h->status_message);
+	struct pb_str msg = measure_rec(h->status_message);
 	size_t len = (msg.len ? str_field_len(&msg) : 0) + (h->status ? 2 : 0);
 	*o++ = TAG(15, WIRE_LEN);
 	o = put_varint(o, len);
@@ -362,12 +403,12 @@ static uint8_t *put_span(uint8_t *base, uint8_t *o, const uint8_t *rec, uint16_t
 	o = put_id(o, TAG(1, WIRE_LEN), h.trace_id, 16);
 	o = put_id(o, TAG(2, WIRE_LEN), h.span_id, 8);
 	if (h.trace_state.len) {
-		struct pb_str ts = measure(h.trace_state);
+		struct pb_str ts = measure_rec(h.trace_state);
 		o = put_str_field(o, TAG(3, WIRE_LEN), &ts);
 	}
 	if (!exp_is_zero(h.parent_span_id, 8)) /* roots: empty, as OTLP requires */
 		o = put_id(o, TAG(4, WIRE_LEN), h.parent_span_id, 8);
-	struct pb_str name = measure(h.name); /* never empty */
+	struct pb_str name = measure_rec(h.name); /* never empty */
 	o = put_str_field(o, TAG(5, WIRE_LEN), &name);
 	*o++ = TAG(6, WIRE_VARINT);
 	*o++ = h.kind; /* 1..5, never the default 0 */
@@ -427,7 +468,7 @@ static void put_group(struct sbuf *out, const struct exp_batch *b, const struct 
 	for (uint8_t i = 0; i < res->n_attrs; i++) {
 		if (!(o = room(out, kv_bound(&res->attrs[i]), &base)))
 			return;
-		sbuf_commit(out, put_kv(o, TAG(1, WIRE_LEN), &res->attrs[i]));
+		sbuf_commit(out, put_kv(o, TAG(1, WIRE_LEN), &res->attrs[i], false));
 	}
 	if (!(o = room(out, NEST_HEAD_MAX + 1 + varint_len(scope_len) + scope_len, &base)))
 		return;
@@ -440,7 +481,7 @@ static void put_group(struct sbuf *out, const struct exp_batch *b, const struct 
 	sbuf_commit(out, o);
 	for (size_t i = g->first; i < g->first + g->n; i++) {
 		const struct exp_span *s = b->spans[i];
-		if (!(o = room(out, PB_PER_REC_BYTE * (size_t)s->len, &base)))
+		if (!(o = room(out, PB_PER_REC_BYTE * (size_t)s->len + EXP_SPAN_SLACK, &base)))
 			return;
 		uint8_t *end = put_span(base, o, s->rec, s->len);
 		assert(end - o <= PB_PER_REC_BYTE * (ptrdiff_t)s->len);
