@@ -337,13 +337,13 @@ static bool on_hello(struct exp_server *s, struct exp_conn *c, const uint8_t *p,
 
 /* Every record must decode, and nothing may follow the last one: a SPANS
  * frame is accepted whole or not at all. */
-static bool spans_valid(struct exp_server *s, const uint8_t *p, size_t len, uint16_t *count)
+static bool spans_valid(const uint8_t *p, size_t len, uint16_t *count)
 {
 	struct ts_rbuf r;
 	ts_rbuf_init(&r, p, len);
 	*count = ts_get_u16(&r);
 	for (uint16_t i = 0; !r.bad && i < *count; i++)
-		ts_span_decode(&r, &s->view);
+		ts_span_decode(&r, NULL); /* validation only: the records are copied whole */
 	return !r.bad && r.off == len;
 }
 
@@ -351,19 +351,8 @@ static bool spans_valid(struct exp_server *s, const uint8_t *p, size_t len, uint
 static void queue_spans(struct exp_server *s, struct exp_conn *c, const uint8_t *p, uint16_t count)
 {
 	struct exp_resource *res = c->res ? c->res : s->unknown;
-	struct exp_span *head = NULL, **tail = &head;
-	size_t off = 2, made = 0;
-	for (uint16_t i = 0; i < count; i++) {
-		uint16_t rlen;
-		memcpy(&rlen, p + off, 2);
-		struct exp_span *sp = exp_span_new(res, p + off, rlen);
-		if (!sp)
-			break;
-		*tail = sp;
-		tail = &sp->next;
-		off += rlen;
-		made++;
-	}
+	struct exp_span *head;
+	size_t made = exp_spans_new(res, p + 2, count, &head);
 	size_t dropped = (count - made) + exp_queue_push(s->queue, head, made);
 	STAT_ADD(received_spans, count);
 	if (dropped) {
@@ -375,7 +364,7 @@ static void queue_spans(struct exp_server *s, struct exp_conn *c, const uint8_t 
 static bool on_spans(struct exp_server *s, struct exp_conn *c, const uint8_t *p, size_t len)
 {
 	uint16_t count;
-	if (!spans_valid(s, p, len, &count))
+	if (!spans_valid(p, len, &count))
 		return false;
 	queue_spans(s, c, p, count);
 	return true;
@@ -511,7 +500,9 @@ static void resume_paused(struct exp_server *s)
 static bool conn_drain(struct exp_server *s, struct exp_conn *c, int max)
 {
 	for (int i = 0; i < max; i++) {
-		if (!s->stopping && !c->paused && !queue_has_room(s)) {
+		/* Only a process that said HELLO sends spans; a --status or --ping
+		 * client must be answered even while the queue is full. */
+		if (!s->stopping && !c->paused && c->res && !queue_has_room(s)) {
 			pause_conn(s, c);
 			return true;
 		}

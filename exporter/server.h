@@ -59,7 +59,6 @@ struct exp_server {
 	struct sbuf status;
 	uint8_t in[TS_FRAME_MAX];
 	uint8_t out[TS_FRAME_MAX];
-	struct ts_span_view view;
 };
 
 /* sigfd: a signalfd for the signals that stop the exporter. */

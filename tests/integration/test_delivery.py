@@ -289,5 +289,40 @@ class Delivery(tstest.TestCase):
             self.assertEqual(r.raw_body[:2], b"\x1f\x8b")
 
 
+    # ---- 6: backpressure on socket clients -------------------------------------
+    def test_a_stuck_sink_pauses_socket_clients_instead_of_dropping(self):
+        # The file sink writes into a FIFO nobody reads yet: the export stalls
+        # in write(), the queue (200 spans) fills, and the exporter must stop
+        # reading the client's socket — its frames wait in the kernel's
+        # buffer — rather than read them only to drop them; once the FIFO is
+        # read, everything arrives. Without backpressure the 1000 spans would
+        # be read at once and most of them dropped as queue full.
+        d = self.make_tmpdir()
+        fifo = os.path.join(d, "spans.fifo")
+        os.mkfifo(fifo)
+        rd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # lets the exporter open it; read later
+        self.addCleanup(os.close, rd)
+        env = self.make_env(env={"TRACESHIM_FILE": fifo, "OTEL_BSP_MAX_QUEUE_SIZE": "200",
+                                 "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "100", "OTEL_BSP_SCHEDULE_DELAY": "10"})
+        with tsframes.Client(env.socket, service="pressed") as c:
+            ids = c.send_spans(1000, name="pressed", per_frame=50)  # ~80 KB: fits the socket's buffer
+            time.sleep(1.0)
+            st = env.status()
+            self.assertLess(int(st["received_spans"]), 1000, "the exporter kept reading a full queue: %r" % st)
+            self.assertEqual(int(st["dropped_queue_full"]), 0, st)
+            out = b""
+            deadline = time.monotonic() + 30
+            while out.count(b'"name":"pressed"') < 1000 and time.monotonic() < deadline:
+                try:
+                    out += os.read(rd, 1 << 20)
+                except BlockingIOError:
+                    time.sleep(0.05)
+        st = env.status()
+        self.assertEqual(int(st["received_spans"]), 1000, st)
+        self.assertEqual(int(st["dropped_queue_full"]), 0, st)
+        self.assertEqual(out.count(b'"name":"pressed"'), 1000)
+        for t, s in ids[:: 97]:
+            self.assertIn(('"spanId":"%s"' % s).encode(), out)
+
 if __name__ == "__main__":
     tstest.main()
