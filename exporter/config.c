@@ -291,6 +291,7 @@ static int load_paths(struct exp_config *c, char *err, size_t errcap)
 	}
 	if (!(c->sinks & EXP_SINK_FILE))
 		return 0;
+	c->file_max_bytes = num_env("TRACESHIM_FILE_MAX_BYTES", EXP_DEFAULT_FILE_MAX_BYTES, 0, UINT64_MAX);
 	if (ts_default_file_path(tmp, sizeof tmp, env_fn) < 0 ||
 	    abs_path(tmp, c->file_path, sizeof c->file_path) < 0) {
 		snprintf(err, errcap, "trace file path too long");

@@ -60,6 +60,7 @@
 #define EXP_DEFAULT_EXPORT_TIMEOUT_MS 5000u /* SDK: 30000; see docs/EXPORTER.md */
 #define EXP_DEFAULT_SPOOL_MAX_BYTES ((uint64_t)256 << 20)
 #define EXP_DEFAULT_MAX_CONNECTIONS 4096u
+#define EXP_DEFAULT_FILE_MAX_BYTES (256ull << 20)
 #define EXP_DEFAULT_TAIL_WAIT_MS 5000u
 #define EXP_DEFAULT_TAIL_SLOW_MS 1000u
 #define EXP_DEFAULT_TAIL_RATIO 0.1
@@ -90,6 +91,7 @@ struct exp_headers {
 struct exp_config {
 	char socket_path[EXP_SUN_PATH_MAX];
 	char file_path[EXP_PATH_MAX]; /* "" when the file sink is off */
+	uint64_t file_max_bytes;      /* TRACESHIM_FILE_MAX_BYTES: rotate to <file>.1 beyond this; 0: never */
 	char endpoint[EXP_PATH_MAX];  /* "" when the otlp sink is off */
 	unsigned sinks;               /* enum exp_sink_mask */
 	struct exp_headers headers;

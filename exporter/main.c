@@ -113,7 +113,7 @@ struct sinks {
 static int open_sinks(const struct exp_config *c, struct sinks *s, char *err, size_t errcap)
 {
 	s->n = 0;
-	if ((c->sinks & EXP_SINK_FILE) && !(s->list[s->n++] = exp_file_sink_open(c->file_path, err, errcap)))
+	if ((c->sinks & EXP_SINK_FILE) && !(s->list[s->n++] = exp_file_sink_open(c->file_path, c->file_max_bytes, err, errcap)))
 		return -1;
 	if ((c->sinks & EXP_SINK_OTLP) && !(s->list[s->n++] = exp_otlp_sink_open(c, err, errcap)))
 		return -1;

@@ -43,7 +43,7 @@ struct exp_sink {
 };
 
 /* Both return NULL with a reason in err when the sink cannot work at all. */
-struct exp_sink *exp_file_sink_open(const char *path, char *err, size_t errcap);
+struct exp_sink *exp_file_sink_open(const char *path, uint64_t max_bytes, char *err, size_t errcap);
 struct exp_sink *exp_otlp_sink_open(const struct exp_config *c, char *err, size_t errcap);
 
 #endif

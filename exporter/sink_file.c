@@ -2,7 +2,13 @@
  * Each line goes out in a single write() on an O_APPEND descriptor, so two
  * writers never interleave and a reader only ever sees whole lines (a
  * failed, partial write is cut back off). The file is reopened when it has
- * been moved or deleted (log rotation, `rm`), as most log writers do. */
+ * been moved or deleted (log rotation, `rm`), as most log writers do.
+ *
+ * Bounded (TRACESHIM_FILE_MAX_BYTES, default 256 MiB): a line that would
+ * take the file past the bound first renames it to <file>.1 (replacing the
+ * previous one) and starts a new file, so the sink never holds more than
+ * about twice the bound on disk — a traced busy server must not fill the
+ * disk, nor the page cache, with a trace file nobody rotates. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -15,10 +21,13 @@
 #include "json.h"
 #include "log.h"
 #include "sink.h"
+#include "stats.h"
 
 struct file_sink {
 	struct exp_sink base;
 	char path[EXP_PATH_MAX];
+	char old_path[EXP_PATH_MAX + 2]; /* <path>.1 */
+	uint64_t max_bytes;              /* 0: unbounded */
 	int fd;
 	dev_t dev;
 	ino_t ino;
@@ -51,11 +60,32 @@ static bool still_same_file(const struct file_sink *f)
 	return f->fd >= 0 && stat(f->path, &st) == 0 && st.st_dev == f->dev && st.st_ino == f->ino;
 }
 
+/* The file is full: it becomes <path>.1 and a new one is started. Another
+ * exporter appending to the same file notices the rename (still_same_file)
+ * and follows. A line bigger than the bound still goes into a fresh file. */
+static int rotate(struct file_sink *f, char *err, size_t errcap)
+{
+	if (rename(f->path, f->old_path) < 0 && errno != ENOENT) {
+		exp_fmt(err, errcap, "rename %s to %s: %s", f->path, f->old_path, strerror(errno));
+		return -1;
+	}
+	STAT_ADD(file_rotations, 1);
+	log_info("%s reached %llu bytes: moved to %s", f->path, (unsigned long long)f->max_bytes,
+		 f->old_path);
+	return file_open(f, err, errcap);
+}
+
 /* One write() in the normal case; loops only if the kernel writes less. */
 static int write_line(struct file_sink *f, char *err, size_t errcap)
 {
 	struct stat st;
 	off_t before = fstat(f->fd, &st) == 0 ? st.st_size : -1;
+	if (f->max_bytes && before > 0 && S_ISREG(st.st_mode) &&
+	    (uint64_t)before + f->line.len > f->max_bytes) {
+		if (rotate(f, err, errcap) < 0)
+			return -1;
+		before = fstat(f->fd, &st) == 0 ? st.st_size : -1;
+	}
 	size_t off = 0;
 	while (off < f->line.len) {
 		ssize_t n = write(f->fd, f->line.p + off, f->line.len - off);
@@ -105,7 +135,7 @@ static void file_destroy(struct exp_sink *s)
 	free(f);
 }
 
-struct exp_sink *exp_file_sink_open(const char *path, char *err, size_t errcap)
+struct exp_sink *exp_file_sink_open(const char *path, uint64_t max_bytes, char *err, size_t errcap)
 {
 	struct file_sink *f = calloc(1, sizeof *f);
 	if (!f) {
@@ -115,6 +145,8 @@ struct exp_sink *exp_file_sink_open(const char *path, char *err, size_t errcap)
 	f->base = (struct exp_sink){.name = "file", .deliver = file_deliver, .destroy = file_destroy};
 	f->fd = -1;
 	snprintf(f->path, sizeof f->path, "%s", path);
+	snprintf(f->old_path, sizeof f->old_path, "%s.1", f->path);
+	f->max_bytes = max_bytes;
 	sbuf_init(&f->line);
 	if (file_open(f, err, errcap) < 0) {
 		file_destroy(&f->base);

@@ -35,7 +35,8 @@
 	X(tail_kept_traces)            \
 	X(tail_dropped_traces)         \
 	X(tail_decided_early)          \
-	X(refused_hellos)
+	X(refused_hellos)              \
+	X(file_rotations)
 
 /* Levels rather than totals, set by their owner, printed after queue_depth. */
 #define EXP_GAUGES(X)                  \

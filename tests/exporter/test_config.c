@@ -267,3 +267,13 @@ Test(config, bad_ratio_and_uids)
 	cr_assert_eq(exp_parse_uids("4294967295,99999999999999999999", uids, 2, &n), 2);
 	cr_assert_eq(n, 0);
 }
+
+Test(config, file_bound)
+{
+	load((const char *const[]){"HOME=/h", NULL});
+	cr_assert_eq(cfg.file_max_bytes, 256ull << 20, "bounded by default");
+	load((const char *const[]){"HOME=/h", "TRACESHIM_FILE_MAX_BYTES=0", NULL});
+	cr_assert_eq(cfg.file_max_bytes, 0, "0: unbounded");
+	load((const char *const[]){"HOME=/h", "TRACESHIM_FILE_MAX_BYTES=1M", NULL});
+	cr_assert_eq(cfg.file_max_bytes, 256ull << 20, "not a number: default");
+}

@@ -324,5 +324,32 @@ class Delivery(tstest.TestCase):
         for t, s in ids[:: 97]:
             self.assertIn(('"spanId":"%s"' % s).encode(), out)
 
+    # ---- 7: the file sink's bound -----------------------------------------------
+    def test_the_trace_file_rotates_at_its_bound(self):
+        # 12 lines of ~15 KB through a 40 KB bound: the file moves to .1 when
+        # the next line would not fit; at most ~2 bounds stay on disk; the
+        # newest spans are all there and `traceshim show` finds the ones in .1.
+        bound = 40000
+        env = self.make_env(env={"TRACESHIM_FILE_MAX_BYTES": str(bound), "OTEL_BSP_SCHEDULE_DELAY": "20"})
+        frames = []
+        with tsframes.Client(env.socket, service="rotating") as c:
+            for i in range(12):
+                frames.append(c.send_spans(50, name="frame-%02d" % i, per_frame=50))
+                wait_until(lambda: status_int(env, "exported_spans") >= 50 * (i + 1), 10, "frame %d exported" % i)
+        old = env.file + ".1"
+        sizes = [os.path.getsize(env.file), os.path.getsize(old)]
+        self.assertTrue(all(0 < n <= bound for n in sizes), sizes)
+        self.assertGreaterEqual(status_int(env, "file_rotations"), 2, sizes)
+        on_disk = spanlib.read_jsonl(env.file)[0] + spanlib.read_jsonl(old)[0]
+        ids = {s["span_id"] for s in on_disk}
+        for t, sid in frames[-1] + frames[-2]:
+            self.assertIn(sid, ids, "the newest spans are kept")
+        self.assertNotIn(frames[0][0][1], ids, "the oldest went with the previous .1")
+        in_old = sorted({s["name"] for s in spanlib.read_jsonl(old)[0]})
+        r = env.wrapper("show", "--ascii")
+        self.assertOk(r)
+        self.assertIn(in_old[0].encode(), r.stdout, "show reads <file>.1 too")
+        self.assertIn(b"frame-11", r.stdout)
+
 if __name__ == "__main__":
     tstest.main()
