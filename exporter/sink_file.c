@@ -11,6 +11,9 @@
  * disk, nor the page cache, with a trace file nobody rotates. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,15 +63,55 @@ static bool still_same_file(const struct file_sink *f)
 	return f->fd >= 0 && stat(f->path, &st) == 0 && st.st_dev == f->dev && st.st_ino == f->ino;
 }
 
+/* Closes the replaced <path>.1 on a thread of its own. Dropping the last
+ * reference to a file frees its page cache there and then: 46-76 ms for 256
+ * MiB on the benchmark machine, a stall that, in the export thread, backed
+ * the queue up into the processes' rings (3.5 % of nginx's spans dropped). */
+static void *reap(void *arg)
+{
+	close((int)(intptr_t)arg);
+	return NULL;
+}
+
+static void reap_later(int fd)
+{
+	pthread_attr_t a;
+	pthread_t t;
+	sigset_t all, old;
+	bool started = false;
+	if (pthread_attr_init(&a) == 0) {
+		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+		sigfillset(&all); /* signals stay with the threads that handle them */
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		started = pthread_create(&t, &a, reap, (void *)(intptr_t)fd) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		pthread_attr_destroy(&a);
+	}
+	if (!started)
+		close(fd);
+}
+
 /* The file is full: it becomes <path>.1 and a new one is started. Another
  * exporter appending to the same file notices the rename (still_same_file)
- * and follows. A line bigger than the bound still goes into a fresh file. */
+ * and follows. A line bigger than the bound still goes into a fresh file.
+ * The previous .1 is held open across its unlink so that freeing it happens
+ * in reap_later, not here. */
 static int rotate(struct file_sink *f, char *err, size_t errcap)
 {
+	int old = open(f->old_path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	/* Unlinked first, not replaced by the rename: ext4 (auto_da_alloc)
+	 * flushes a file renamed over another one, and the rename then took
+	 * 60 ms with the file's dirty pages. */
+	if (unlink(f->old_path) < 0 && errno != ENOENT)
+		log_debug("unlink %s: %s", f->old_path, strerror(errno));
 	if (rename(f->path, f->old_path) < 0 && errno != ENOENT) {
 		exp_fmt(err, errcap, "rename %s to %s: %s", f->path, f->old_path, strerror(errno));
+		if (old >= 0)
+			close(old);
 		return -1;
 	}
+	if (old >= 0)
+		reap_later(old);
 	STAT_ADD(file_rotations, 1);
 	log_info("%s reached %llu bytes: moved to %s", f->path, (unsigned long long)f->max_bytes,
 		 f->old_path);
