@@ -187,7 +187,7 @@ static void maybe_resume_accepting(struct exp_server *s)
 static int epoll_timeout(const struct exp_server *s)
 {
 	int ms = s->accept_paused ? ACCEPT_PAUSE_MS : -1;
-	if (s->n_paused && (ms < 0 || ms > RING_POLL_MIN_MS))
+	if ((s->n_paused || s->rings_behind) && (ms < 0 || ms > RING_POLL_MIN_MS))
 		ms = RING_POLL_MIN_MS; /* look for room in the queue again soon */
 	if (s->n_rings) {
 		uint64_t now = mono_ns();
@@ -258,8 +258,10 @@ static void ring_read(struct exp_server *s, struct exp_conn *c, bool to_the_end)
 	c->ring_dropped = d;
 	uint64_t head = c->closing ? c->ring_end : atomic_load_explicit(&h->head, memory_order_acquire);
 	for (int i = 0; c->ring_tail != head && (to_the_end || i < RING_TAKES_PER_LOOK); i++) {
-		if (!to_the_end && !queue_has_room(s))
+		if (!to_the_end && !queue_has_room(s)) {
+			s->rings_behind = true;
 			break;
+		}
 		uint16_t count;
 		bool bad;
 		size_t n = ts_ring_take(c->ring_data, c->ring_size, &c->ring_tail, head, s->in, sizeof s->in, &count, &bad);
@@ -275,6 +277,22 @@ static void ring_read(struct exp_server *s, struct exp_conn *c, bool to_the_end)
 		if (!n && !bad)
 			break;
 	}
+}
+
+/* A ring whose reading stopped at a full queue is read on as soon as the
+ * queue has room, not at its next timer look: its writer sends WAKE only
+ * when the unread part crosses the threshold, so one that stays above it
+ * sends none, and the ring (~13 ms of nginx's spans) would fill and drop
+ * long before the 100 ms timer — 3.5 % of nginx's spans in a benchmark run
+ * with the exporter on nginx's core. */
+static void catch_up_rings(struct exp_server *s)
+{
+	if (!s->rings_behind || !queue_has_room(s))
+		return;
+	s->rings_behind = false;
+	for (struct exp_conn *c = s->conns; c; c = c->next)
+		if (c->ring && !c->closing)
+			ring_read(s, c, false);
 }
 
 /* Every ring_poll_ms: the partly filled rings of quiet processes, and the
@@ -566,6 +584,7 @@ void exp_server_run(struct exp_server *s)
 		maybe_resume_accepting(s);
 		for (int i = 0; i < n; i++)
 			dispatch(s, &ev[i]);
+		catch_up_rings(s);
 		poll_rings(s);
 		resume_paused(s);
 	}
