@@ -3,7 +3,7 @@
  *
  *   ring (default)  records go into a shared-memory ring (frame.h) the exporter
  *                   reads on its own: no thread, no system call per span; one
- *                   WAKE send when 64 KiB (or half the ring) is unread.
+ *                   WAKE send when the ring passes half full.
  *   socket          records are batched into SPANS frames in process memory and a
  *                   sender thread ships them (TRACESHIM_TRANSPORT=socket, or when
  *                   no memfd can be made).
@@ -296,7 +296,7 @@ static void ring_lost_connection(void)
 	ts_debug("exporter connection lost; spans it had not read are counted as dropped");
 }
 
-/* WAKE: enough is unread (ring_commit), the exporter should not wait for its timer. */
+/* WAKE: the ring passed half full, the exporter should not wait for its timer. */
 static void ring_wake(void)
 {
 	uint8_t f[TS_FRAME_HEADER_SIZE];
@@ -369,19 +369,10 @@ static uint8_t *ring_reserve(size_t len)
 	return dst;
 }
 
-/* WAKE once this much is unread: half the ring, but never more than
- * RING_WAKE_MAX. The exporter reads what a WAKE announces in one stretch; on
- * a core it shares with the traced server, that stretch is how long the
- * server's requests wait (its p99). 64 KiB is ~140 HTTP server spans, tens
- * of microseconds of the exporter's time, for one 16-byte send per ~140
- * spans here. */
-#define RING_WAKE_MAX (64u << 10)
-
 static void ring_commit(size_t len)
 {
-	uint64_t used = ts_ring_commit(&ring, len);
-	uint64_t at = ring.size / 2 < RING_WAKE_MAX ? ring.size / 2 : RING_WAKE_MAX;
-	if (used >= at && used - (ring.head - reserved_from) < at)
+	uint64_t used = ts_ring_commit(&ring, len), half = ring.size / 2;
+	if (used >= half && used - (ring.head - reserved_from) < half)
 		ring_wake();
 	if (ring.h)
 		ring_check_reader(false);
