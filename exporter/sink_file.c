@@ -65,8 +65,9 @@ static bool still_same_file(const struct file_sink *f)
 
 /* Closes the replaced <path>.1 on a thread of its own. Dropping the last
  * reference to a file frees its page cache there and then: 46-76 ms for 256
- * MiB on the benchmark machine, a stall that, in the export thread, backed
- * the queue up into the processes' rings (3.5 % of nginx's spans dropped). */
+ * MiB on the benchmark machine, which the export thread must not spend
+ * while the processes' rings fill behind it (a 512 KiB ring holds ~13 ms of
+ * a busy nginx's spans). */
 static void *reap(void *arg)
 {
 	close((int)(intptr_t)arg);
