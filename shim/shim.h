@@ -213,13 +213,11 @@ extern __thread int ts_signal_path TS_TLS;
 /* Set while this thread ends spans it flushes synchronously right after
  * (exit, exec): submitting them must not start the sender thread. */
 extern __thread int ts_sync_flush TS_TLS;
-/* Queues one encoded span record; never blocks (drops and counts instead). */
-void ts_transport_submit(const uint8_t *record, size_t len);
-/* The same in two steps, so a record is encoded where it will go (the shared
- * ring or the open frame slot) instead of on the stack and copied: reserve
- * returns room for len bytes, or NULL when the span is dropped (counted);
- * after a non-NULL reserve, write the whole record there and call commit
- * right away (a transport lock is held in between). */
+/* Queues one span record, encoded where it will go (the shared ring or the
+ * open frame slot); never blocks (drops and counts instead): reserve returns
+ * room for len bytes, or NULL when the span is dropped (counted); after a
+ * non-NULL reserve, write the whole record there and call commit right away
+ * (a transport lock is held in between). */
 uint8_t *ts_transport_reserve(size_t len);
 void ts_transport_commit(size_t len);
 /* Sends everything queued, waiting at most budget_ms for a busy exporter. */

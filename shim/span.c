@@ -130,21 +130,6 @@ static void baggage_attrs(struct ts_span *s)
 	}
 }
 
-/* Unchecked writers for a record whose length was computed first. */
-static inline uint8_t *put(uint8_t *p, const void *src, size_t n)
-{
-	if (n)
-		memcpy(p, src, n);
-	return p + n;
-}
-
-static inline uint8_t *put_str16(uint8_t *p, const char *src, size_t n)
-{
-	uint16_t u16 = (uint16_t)n;
-	memcpy(p, &u16, 2);
-	return put(p + 2, src, n);
-}
-
 void ts_span_end_at(struct ts_span *s, uint64_t end_ns)
 {
 	if (!s->recording)
@@ -162,24 +147,26 @@ void ts_span_end_at(struct ts_span *s, uint64_t end_ns)
 	size_t ts_n = tstate ? ts_utf8_cut(tstate, x->tracestate_len, TS_STR_MAX) : 0;
 	size_t len = 2 + 16 + 8 + 8 + 8 + 8 + 5 + 2 + name_n + 2 + msg_n + 2 + ts_n + s->attr_len + s->link_len;
 	uint8_t *rec;
-	/* Sized first, then written where it goes (frame.h's record format):
-	 * no buffer to copy from, and one bounds check for the whole record. */
+	/* Sized first, then written where it goes (frame.h's record format): no
+	 * buffer to copy from. The strings are cut already: put as they are. */
 	if (len <= TS_SPAN_RECORD_MAX && (rec = ts_transport_reserve(len))) {
-		uint8_t *p = rec;
-		uint16_t u16 = (uint16_t)len;
-		uint8_t fixed[5] = {s->kind, s->status, s->flags, s->n_attrs, s->n_links};
-		p = put(p, &u16, 2);
-		p = put(p, s->trace_id, 16);
-		p = put(p, s->span_id, 8);
-		p = put(p, s->parent_span_id, 8);
-		p = put(p, &s->start_ns, 8);
-		p = put(p, &s->end_ns, 8);
-		p = put(p, fixed, 5);
-		p = put_str16(p, s->name, name_n);
-		p = put_str16(p, s->status_msg, msg_n);
-		p = put_str16(p, tstate, ts_n);
-		p = put(p, s->attrs, s->attr_len);
-		put(p, s->link_bytes, s->link_len);
+		struct ts_wbuf w;
+		ts_wbuf_init(&w, rec, len);
+		ts_put_u16(&w, (uint16_t)len);
+		ts_put_bytes(&w, s->trace_id, 16);
+		ts_put_bytes(&w, s->span_id, 8);
+		ts_put_bytes(&w, s->parent_span_id, 8);
+		ts_put_u64(&w, s->start_ns);
+		ts_put_u64(&w, s->end_ns);
+		ts_put_bytes(&w, (uint8_t[5]){s->kind, s->status, s->flags, s->n_attrs, s->n_links}, 5);
+		ts_put_u16(&w, (uint16_t)name_n);
+		ts_put_bytes(&w, s->name, name_n);
+		ts_put_u16(&w, (uint16_t)msg_n);
+		ts_put_bytes(&w, s->status_msg, msg_n);
+		ts_put_u16(&w, (uint16_t)ts_n);
+		ts_put_bytes(&w, tstate, ts_n);
+		ts_put_bytes(&w, s->attrs, s->attr_len);
+		ts_put_bytes(&w, s->link_bytes, s->link_len);
 		ts_transport_commit(len);
 	}
 	s->recording = false; /* ending twice is a no-op */

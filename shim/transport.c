@@ -471,15 +471,6 @@ void ts_transport_commit(size_t len)
 	ts_in_shim--;
 }
 
-void ts_transport_submit(const uint8_t *rec, size_t len)
-{
-	uint8_t *dst = ts_transport_reserve(len);
-	if (dst) {
-		memcpy(dst, rec, len);
-		ts_transport_commit(len);
-	}
-}
-
 enum send_result { SENT, BUSY, GONE };
 
 static enum send_result send_once(struct slot *s)
