@@ -279,28 +279,20 @@ static void ring_read(struct exp_server *s, struct exp_conn *c, bool to_the_end)
 	}
 }
 
-/* A ring whose reading stopped at a full queue is read on as soon as the
- * queue has room, not at its next timer look: its writer sends WAKE only
- * when the unread part crosses the threshold, so one that stays above it
- * sends none, and the ring (~13 ms of nginx's spans) would fill and drop
- * long before the 100 ms timer — 3.5 % of nginx's spans in a benchmark run
- * with the exporter on nginx's core. */
-static void catch_up_rings(struct exp_server *s)
-{
-	if (!s->rings_behind || !queue_has_room(s))
-		return;
-	s->rings_behind = false;
-	for (struct exp_conn *c = s->conns; c; c = c->next)
-		if (c->ring && !c->closing)
-			ring_read(s, c, false);
-}
-
 /* Every ring_poll_ms: the partly filled rings of quiet processes, and the
- * rings of processes that hung up while the queue was full. */
+ * rings of processes that hung up while the queue was full. At once, too,
+ * once the queue has room again after a ring read stopped at it full: the
+ * writer sends WAKE only when its unread part crosses half the ring, so one
+ * that stays above sends none, and the ring would wait for the timer
+ * (100 ms: a busy nginx fills 512 KiB in ~13 ms). */
 static void poll_rings(struct exp_server *s)
 {
 	if (!s->n_rings)
 		return;
+	if (s->rings_behind && queue_has_room(s)) {
+		s->rings_behind = false;
+		s->next_ring_poll = 0;
+	}
 	uint64_t now = mono_ns();
 	if (now < s->next_ring_poll)
 		return;
@@ -584,7 +576,6 @@ void exp_server_run(struct exp_server *s)
 		maybe_resume_accepting(s);
 		for (int i = 0; i < n; i++)
 			dispatch(s, &ev[i]);
-		catch_up_rings(s);
 		poll_rings(s);
 		resume_paused(s);
 	}

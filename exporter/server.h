@@ -54,7 +54,7 @@ struct exp_server {
 	bool accept_paused; /* out of fds: accept resumes at resume_at */
 	struct timespec resume_at;
 	size_t n_rings, n_paused;
-	bool rings_behind; /* a ring read stopped at a full queue: look again soon (catch_up_rings) */
+	bool rings_behind; /* a ring read stopped at a full queue: look again soon (poll_rings) */
 	uint32_t ring_poll_ms; /* the shortest TRACESHIM_FLUSH_MS a ring asked for */
 	uint64_t next_ring_poll; /* CLOCK_MONOTONIC ns */
 	struct sbuf status;
