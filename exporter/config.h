@@ -75,6 +75,11 @@
 /* Encoded batches waiting for the backend in memory; beyond, the oldest go
  * to the spool at once (they would anyway after OTEL_BSP_EXPORT_TIMEOUT). */
 #define EXP_OUTBOX_MAX_BYTES ((size_t)32 << 20)
+/* Shutdown: how long past the budget (OTEL_BSP_EXPORT_TIMEOUT) the export
+ * thread may still be writing before it is given up on and the process ends
+ * without it (export.c, exp_exporter_stop). Slack for a healthy sink under a
+ * tiny budget, not for a stuck one. */
+#define EXP_STOP_GRACE_MS 250u
 /* HELLO resources held at once (connections and queued spans reference them). */
 #define EXP_RESOURCE_BUDGET_BYTES ((size_t)64 << 20)
 #define EXP_PATH_MAX 4096

@@ -1,26 +1,24 @@
 /* export.c — see export.h. */
 #include "export.h"
 
+#include <errno.h>
 #include <time.h>
 
 #include "batch.h"
+#include "config.h"
 #include "log.h"
 #include "stats.h"
 
-static void deliver_to(struct exp_exporter *e, struct exp_sink *s, const struct exp_batch *b, bool *all_ok)
+/* False when the sink did not take the batch (logged here; counted by the caller). */
+static bool deliver_to(struct exp_exporter *e, struct exp_sink *s, const struct exp_batch *b)
 {
-	if (s->skip) {
-		*all_ok = false;
-		STAT_ADD(export_errors, 1);
-		STAT_ADD(dropped_export_failed, b->n);
-		return;
-	}
+	if (s->skip)
+		return false;
+	atomic_store_explicit(&e->in_sink, s->name, memory_order_relaxed);
 	struct exp_deliver_result r = s->deliver(s, b);
+	atomic_store_explicit(&e->in_sink, NULL, memory_order_relaxed);
 	if (r.kind == EXP_DELIVER_OK)
-		return;
-	*all_ok = false;
-	STAT_ADD(export_errors, 1);
-	STAT_ADD(dropped_export_failed, b->n);
+		return true;
 	/* The otlp sink retries and spools in its own thread (delivery.c) and
 	 * only fails here when out of memory; the file sink writes locally, a
 	 * failure there (disk full) is final for the batch. */
@@ -31,28 +29,40 @@ static void deliver_to(struct exp_exporter *e, struct exp_sink *s, const struct 
 		s->skip = true;
 		log_warn("%s: giving up on this sink for the rest of the shutdown flush", s->name);
 	}
+	return false;
 }
 
+/* The spans are counted here, after every sink, and only if the shutdown
+ * has not given up on this thread meanwhile (exp_exporter_stop): then they
+ * are among the ones it counted as dropped. */
 void exp_export_batch(struct exp_exporter *e, struct exp_span *list, size_t n)
 {
 	struct exp_batch b;
 	if (exp_batch_build(&b, list, n) < 0) {
-		STAT_ADD(export_errors, 1);
-		STAT_ADD(dropped_export_failed, n);
+		if (exp_queue_account(e->queue, 0, n)) {
+			STAT_ADD(export_errors, 1);
+			STAT_ADD(dropped_export_failed, n);
+		}
 		exp_stats_error("out of memory grouping %zu spans; dropped", n);
 		exp_batch_free(&b);
 		return;
 	}
-	bool all_ok = true, any_async = false;
-	for (size_t i = 0; i < e->n_sinks; i++) {
-		deliver_to(e, e->sinks[i], &b, &all_ok);
+	size_t failed = 0;
+	bool any_async = false;
+	for (size_t i = 0; i < e->n_sinks && !exp_queue_abandoned(e->queue); i++) {
+		failed += !deliver_to(e, e->sinks[i], &b);
 		any_async = any_async || e->sinks[i]->async;
 	}
-	/* Exported means every configured sink took it; with no sink ("none")
-	 * spans are discarded, not exported. A background sink (otlp) counts
-	 * its spans itself, once the backend has them. */
-	if (all_ok && e->n_sinks && !any_async)
-		STAT_ADD(exported_spans, b.n);
+	if (exp_queue_account(e->queue, 0, n)) {
+		/* A failed sink counts the batch once per sink. Exported means
+		 * every configured sink took it; with no sink ("none") spans are
+		 * discarded, not exported. A background sink (otlp) counts its
+		 * spans itself, once the backend has them. */
+		STAT_ADD(export_errors, failed);
+		STAT_ADD(dropped_export_failed, failed * b.n);
+		if (!failed && e->n_sinks && !any_async)
+			STAT_ADD(exported_spans, b.n);
+	}
 	exp_batch_free(&b);
 }
 
@@ -110,6 +120,9 @@ static void *export_main(void *arg)
 			uint64_t now = now_ms();
 			exp_tail_add(e->tail, list, now, &out);
 			exp_tail_release(e->tail, now, done, &out); /* at shutdown: decide them all */
+			/* The n taken are in the tail sampler now (or were dropped by it,
+			 * counted there); the released ones are in our hands. */
+			exp_queue_account(e->queue, out.n, n);
 			export_list(e, &out);
 		} else if (n) {
 			exp_export_batch(e, list, n);
@@ -125,11 +138,23 @@ static void *export_main(void *arg)
 int exp_exporter_start(struct exp_exporter *e)
 {
 	atomic_init(&e->stopping, false);
+	atomic_init(&e->in_sink, NULL);
 	return pthread_create(&e->thread, NULL, export_main, e) == 0 ? 0 : -1;
 }
 
-void exp_exporter_stop(struct exp_exporter *e)
+/* Why a deadline on the export thread, and why the caller then ends the
+ * process: the file sink's write() can block for ever (a FIFO nobody reads,
+ * a hung NFS mount) and nothing can take a thread out of it — a signal does
+ * not (SIGTERM is blocked in every thread and read from a signalfd), closing
+ * the descriptor does not, pthread_cancel would unwind through a sink holding
+ * locks and half-built buffers. So past the budget the thread is left where
+ * it is, what it holds and what is still queued is counted as dropped, and
+ * the process ends (_exit) with the thread in it. The grace keeps a healthy
+ * sink from being cut short by a very small budget (1 ms is valid; the same
+ * variable is the outbox's spooling window). */
+bool exp_exporter_stop(struct exp_exporter *e, size_t *abandoned)
 {
+	*abandoned = 0;
 	atomic_store(&e->stopping, true);
 	/* The shutdown budget counts from here: background delivery gives up at
 	 * its end, and meanwhile the queue is flushed into it. */
@@ -137,8 +162,41 @@ void exp_exporter_stop(struct exp_exporter *e)
 		if (e->sinks[i]->begin_close)
 			e->sinks[i]->begin_close(e->sinks[i], e->shutdown_budget_ms);
 	exp_queue_close(e->queue);
-	pthread_join(e->thread, NULL);
+	struct timespec deadline;
+	deadline_in(&deadline, e->shutdown_budget_ms + EXP_STOP_GRACE_MS);
+	int rc = pthread_clockjoin_np(e->thread, NULL, CLOCK_MONOTONIC, &deadline);
+	if (rc != 0 && rc != ETIMEDOUT)
+		rc = pthread_join(e->thread, NULL);
+	size_t lost = 0;
+	if (rc == ETIMEDOUT) {
+		/* Queued, in the thread's hands (the batch in the sink, the rest of
+		 * what the tail sampler released), and pending in the tail sampler
+		 * (a gauge: exact for a thread stuck in a sink, which is the case
+		 * here). The file sink comes first (main.c), so the batch it is
+		 * stuck on has reached no other sink. */
+		lost = exp_queue_abandon(e->queue) + (size_t)STAT_GET(tail_pending_spans);
+		/* Nothing held: it finished just at the deadline and is on its way out. */
+		if (!lost) {
+			deadline_in(&deadline, 100);
+			rc = pthread_clockjoin_np(e->thread, NULL, CLOCK_MONOTONIC, &deadline);
+		}
+	}
+	if (rc == ETIMEDOUT) {
+		*abandoned = lost;
+		const char *sink = atomic_load_explicit(&e->in_sink, memory_order_relaxed);
+		STAT_ADD(export_errors, 1);
+		STAT_ADD(dropped_export_failed, *abandoned);
+		/* Not exp_stats_error: its rate limit could swallow this line. */
+		log_error("shutdown: the %s%s has not returned %u ms after the shutdown began "
+			  "(OTEL_BSP_EXPORT_TIMEOUT=%u ms + %u ms): a write that never ends (a FIFO nobody reads, "
+			  "a hung mount?); giving up on it: %zu spans not delivered, counted in dropped_export_failed",
+			  sink ? sink : "export thread", sink ? " sink" : "", e->shutdown_budget_ms + EXP_STOP_GRACE_MS,
+			  e->shutdown_budget_ms, EXP_STOP_GRACE_MS, *abandoned);
+	}
+	/* Background delivery has its own deadline (the budget) and ends there,
+	 * spooling what is left. */
 	for (size_t i = 0; i < e->n_sinks; i++)
 		if (e->sinks[i]->end_input)
 			e->sinks[i]->end_input(e->sinks[i]);
+	return rc != ETIMEDOUT;
 }

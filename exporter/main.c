@@ -38,6 +38,11 @@
 #define ERR_MAX 512
 #define READY_TIMEOUT_MS 10000
 #define CLIENT_TIMEOUT_MS 2000
+/* Stopped, but a sink was still stuck when the shutdown budget ran out: spans
+ * were abandoned (docs/EXPORTER.md, Shutdown). Not 0, so that a supervisor
+ * (systemd marks the unit failed) and a script see that data was lost; not
+ * 1 (cannot start) or 2 (usage). */
+#define EXIT_SPANS_ABANDONED 3
 
 static void usage(FILE *out)
 {
@@ -175,14 +180,40 @@ fail_sinks:
 	return -1;
 }
 
-static void stop(void)
+/* False when the export thread had to be given up on (see exit_abandoned):
+ * then nothing it may still use is freed or closed. */
+static bool stop(size_t *abandoned)
 {
-	exp_exporter_stop(&st.exporter); /* flushes everything queued to every sink */
+	if (!exp_exporter_stop(&st.exporter, abandoned)) /* flushes everything queued to every sink */
+		return false;
 	exp_tail_free(st.exporter.tail);
 	close_sinks(&st.sinks);
 	exp_server_destroy(&st.server);
 	exp_queue_destroy(&st.queue);
 	exp_listener_release(&st.listener);
+	return true;
+}
+
+/* The shutdown gave up on the export thread, stuck in a sink's write (a FIFO
+ * nobody reads, a hung NFS mount): end the process with the thread in it.
+ * _exit, not exit: exit would run atexit handlers and library destructors
+ * (libcurl's, OpenSSL's) and stdio's cleanup beside a thread that is still
+ * running, none of which we need: everything a normal stop cleans up is done
+ * already — the socket file was unlinked
+ * when the loop stopped (exp_listener_stop), background delivery has ended
+ * and spooled what it held (exp_exporter_stop), the lock files are released
+ * with their descriptors. The stuck descriptor is never closed here: a
+ * close() on a hung NFS file flushes and would block again. */
+static _Noreturn void exit_abandoned(const struct exp_config *c, size_t abandoned)
+{
+	log_error("stopped with spans abandoned: %llu received, %llu exported, %zu not delivered because a sink "
+		  "did not finish within the shutdown budget (OTEL_BSP_EXPORT_TIMEOUT=%u ms); "
+		  "dropped_export_failed=%llu; exit status %d",
+		  (unsigned long long)STAT_GET(received_spans), (unsigned long long)STAT_GET(exported_spans),
+		  abandoned, c->export_timeout_ms, (unsigned long long)STAT_GET(dropped_export_failed),
+		  EXIT_SPANS_ABANDONED);
+	fflush(stderr);
+	_exit(EXIT_SPANS_ABANDONED);
 }
 
 static void log_start(const struct exp_config *c)
@@ -217,7 +248,9 @@ static int serve(const struct exp_config *c, int ready_fd)
 	}
 	exp_server_run(&st.server);
 	unblock_signals(sigfd);
-	stop();
+	size_t abandoned;
+	if (!stop(&abandoned))
+		exit_abandoned(c, abandoned);
 	close(sigfd);
 	if (c->sinks & EXP_SINK_OTLP)
 		curl_global_cleanup();

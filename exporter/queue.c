@@ -117,6 +117,7 @@ int exp_queue_init(struct exp_queue *q, size_t max_spans, size_t max_bytes, size
 	q->max_spans = max_spans;
 	q->max_bytes = max_bytes;
 	q->batch_size = batch_size ? batch_size : 1;
+	atomic_init(&q->abandoned, false);
 	pthread_condattr_t ca;
 	if (pthread_condattr_init(&ca) || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC))
 		return -1;
@@ -191,9 +192,11 @@ size_t exp_queue_take(struct exp_queue *q, const struct timespec *deadline,
 		if (rc == ETIMEDOUT || (rc == 0 && deadline_passed(deadline)))
 			break;
 	}
-	size_t k = q->n < q->batch_size ? q->n : q->batch_size;
+	bool abandoned = atomic_load_explicit(&q->abandoned, memory_order_relaxed);
+	size_t k = abandoned ? 0 : q->n < q->batch_size ? q->n : q->batch_size;
 	*out = k ? detach(q, k) : NULL;
-	*done = q->closed && q->n == 0;
+	q->held += k;
+	*done = abandoned || (q->closed && q->n == 0);
 	pthread_mutex_unlock(&q->lock);
 	return k;
 }
@@ -210,6 +213,27 @@ size_t exp_queue_depth(struct exp_queue *q)
 {
 	pthread_mutex_lock(&q->lock);
 	size_t n = q->n;
+	pthread_mutex_unlock(&q->lock);
+	return n;
+}
+
+bool exp_queue_account(struct exp_queue *q, size_t add, size_t done)
+{
+	pthread_mutex_lock(&q->lock);
+	q->held += add;
+	q->held -= done < q->held ? done : q->held;
+	bool counting = !atomic_load_explicit(&q->abandoned, memory_order_relaxed);
+	pthread_mutex_unlock(&q->lock);
+	return counting;
+}
+
+size_t exp_queue_abandon(struct exp_queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	size_t n = q->n + q->held;
+	q->held = 0;
+	atomic_store_explicit(&q->abandoned, true, memory_order_relaxed);
+	pthread_cond_broadcast(&q->cond);
 	pthread_mutex_unlock(&q->lock);
 	return n;
 }

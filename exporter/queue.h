@@ -7,6 +7,7 @@
 #define TRACESHIM_EXP_QUEUE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,7 +44,9 @@ struct exp_queue {
 	struct exp_span *head, **tailp;
 	size_t n, bytes;
 	size_t max_spans, max_bytes, batch_size;
+	size_t held; /* outside the queue in the consumer's hands, not yet counted (exp_queue_account) */
 	bool closed;
+	atomic_bool abandoned; /* written under the lock; read without it by exp_queue_abandoned */
 };
 
 int exp_queue_init(struct exp_queue *q, size_t max_spans, size_t max_bytes, size_t batch_size);
@@ -56,8 +59,9 @@ size_t exp_queue_push(struct exp_queue *q, struct exp_span *list, size_t n);
 
 /* Waits until batch_size spans are queued, the queue is closed, or the
  * CLOCK_MONOTONIC `deadline` passes; then detaches up to batch_size spans
- * into *out (NULL when none) and returns their count. *done is set once the
- * queue is closed and empty: the consumer's signal to stop. */
+ * into *out (NULL when none) and returns their count; they are now `held`.
+ * *done is set once the queue is closed and empty (or abandoned): the
+ * consumer's signal to stop. */
 size_t exp_queue_take(struct exp_queue *q, const struct timespec *deadline,
 		      struct exp_span **out, bool *done);
 
@@ -65,5 +69,24 @@ size_t exp_queue_take(struct exp_queue *q, const struct timespec *deadline,
 void exp_queue_close(struct exp_queue *q);
 
 size_t exp_queue_depth(struct exp_queue *q);
+
+/* The consumer's bookkeeping of the spans in its hands, so that a shutdown
+ * that gives up on it knows how many it had: `add` more are held (the tail
+ * sampler released them), `done` are no longer (counted as exported or
+ * dropped, or parked in the tail sampler). Returns false once the queue was
+ * abandoned: those spans were counted as dropped by exp_queue_abandon's
+ * caller, and the consumer must not count them again. */
+bool exp_queue_account(struct exp_queue *q, size_t add, size_t done);
+
+/* Shutdown gives up on a consumer stuck in a sink: returns the spans still
+ * queued plus those it holds. From then on exp_queue_take returns nothing
+ * (*done set) and exp_queue_account false. The queued spans stay allocated
+ * (the process is about to end). */
+size_t exp_queue_abandon(struct exp_queue *q);
+
+static inline bool exp_queue_abandoned(struct exp_queue *q)
+{
+	return atomic_load_explicit(&q->abandoned, memory_order_relaxed);
+}
 
 #endif

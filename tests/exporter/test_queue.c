@@ -1,5 +1,6 @@
 /* test_queue.c — the bounded queue: span and byte bounds, batch-size wakeups,
- * the schedule deadline, close, and resource lifetimes. */
+ * the schedule deadline, close, the consumer's held count and abandoning it
+ * at shutdown, and resource lifetimes. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <time.h>
@@ -164,6 +165,33 @@ Test(queue, close_hands_out_the_rest_then_done)
 	cr_assert_eq(exp_queue_take(&q, &deadline, &out, &done), 2);
 	cr_assert(done);
 	exp_span_free_list(out);
+	exp_queue_destroy(&q);
+}
+
+Test(queue, abandon_counts_queued_and_held_spans_once)
+{
+	struct exp_queue q;
+	cr_assert_eq(exp_queue_init(&q, 100, 1 << 20, 4), 0);
+	exp_queue_push(&q, spans(10, 10), 10);
+	exp_queue_close(&q);
+	struct timespec deadline = in_ms(10000);
+	struct exp_span *a, *b;
+	bool done;
+	cr_assert_eq(exp_queue_take(&q, &deadline, &a, &done), 4);
+	cr_assert(exp_queue_account(&q, 0, 4), "the first batch is counted by the consumer");
+	cr_assert_eq(exp_queue_take(&q, &deadline, &b, &done), 4);
+	/* the tail sampler parks 3 of them and releases 5 older ones */
+	cr_assert(exp_queue_account(&q, 5, 3));
+	/* the consumer is stuck in a sink with 6 in its hands, 2 still queued */
+	cr_assert_eq(exp_queue_abandon(&q), 2 + 6);
+	cr_assert_not(exp_queue_account(&q, 0, 4), "abandoned: the consumer must not count them again");
+	cr_assert(exp_queue_abandoned(&q));
+	struct exp_span *c;
+	cr_assert_eq(exp_queue_take(&q, &deadline, &c, &done), 0, "nothing more for an abandoned consumer");
+	cr_assert(done);
+	cr_assert_null(c);
+	exp_span_free_list(a);
+	exp_span_free_list(b);
 	exp_queue_destroy(&q);
 }
 
