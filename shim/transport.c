@@ -3,7 +3,7 @@
  *
  *   ring (default)  records go into a shared-memory ring (frame.h) the exporter
  *                   reads on its own: no thread, no system call per span; one
- *                   WAKE send when the ring passes half full.
+ *                   WAKE send per ~64 KiB written (ring_commit).
  *   socket          records are batched into SPANS frames in process memory and a
  *                   sender thread ships them (TRACESHIM_TRANSPORT=socket, or when
  *                   no memfd can be made).
@@ -161,6 +161,14 @@ static int move_high(int fd)
 	return hi;
 }
 
+/* The reader's tail when the last WAKE went out. A WAKE goes out when the
+ * unread part is at the threshold and the reader has moved since the last
+ * one: once per fill when it reads everything, once more per partial read
+ * (it stopped at a full queue, or a WAKE was lost) so a ring that stays above
+ * the threshold is not left to the timer, and never again for a reader that
+ * does not move. */
+static uint64_t woke_at_tail = UINT64_MAX;
+
 /* A sealed memfd holding a fresh ring, mapped into r; the fd to pass to the
  * exporter, or -1 if this system cannot make one. */
 static int ring_create(struct ts_ring *r)
@@ -184,6 +192,7 @@ static int ring_create(struct ts_ring *r)
 	h->data_size = ts_cfg.ring_bytes;
 	h->flush_ms = ts_cfg.flush_ms;
 	*r = (struct ts_ring){.h = h, .data = (uint8_t *)m + TS_RING_HDR_SIZE, .size = ts_cfg.ring_bytes};
+	woke_at_tail = UINT64_MAX;
 	return fd;
 }
 
@@ -296,7 +305,7 @@ static void ring_lost_connection(void)
 	ts_debug("exporter connection lost; spans it had not read are counted as dropped");
 }
 
-/* WAKE: the ring passed half full, the exporter should not wait for its timer. */
+/* WAKE: enough is unread (ring_commit), the exporter should not wait for its timer. */
 static void ring_wake(void)
 {
 	uint8_t f[TS_FRAME_HEADER_SIZE];
@@ -352,28 +361,34 @@ static uint8_t *ring_reserve_patiently(size_t len)
 	return NULL;
 }
 
-/* Between a reserve and its commit (under ring_mu): the writer's head
- * before the reserve (so the WAKE test sees the padding too) and, in
- * socket mode, whether the sender thread must be woken. */
-static uint64_t reserved_from;
+/* Between a reserve and its commit (under ring_mu), in socket mode: whether
+ * the sender thread must be woken. */
 static bool slot_wake;
 
 static uint8_t *ring_reserve(size_t len)
 {
 	if (TS_UNLIKELY(atomic_load_explicit(&dropped_unreported, memory_order_relaxed)))
 		atomic_fetch_add(&ring.h->dropped, atomic_exchange(&dropped_unreported, 0));
-	reserved_from = ring.head;
 	uint8_t *dst = ts_ring_reserve(&ring, len);
 	if (!dst && ts_sync_flush && !ts_signal_path)
 		dst = ring_reserve_patiently(len);
 	return dst;
 }
 
+/* WAKE once this much is unread: half the ring, but never more than
+ * RING_WAKE_MAX. The exporter reads what a WAKE announces in one stretch; on
+ * a core it shares with the traced server, that stretch is how long the
+ * server's requests wait (its p99). 64 KiB is ~140 HTTP server spans. */
+#define RING_WAKE_MAX (64u << 10)
+
 static void ring_commit(size_t len)
 {
-	uint64_t used = ts_ring_commit(&ring, len), half = ring.size / 2;
-	if (used >= half && used - (ring.head - reserved_from) < half)
+	uint64_t used = ts_ring_commit(&ring, len);
+	uint64_t at = ring.size / 2 < RING_WAKE_MAX ? ring.size / 2 : RING_WAKE_MAX;
+	if (used >= at && ring.tail_seen != woke_at_tail) {
+		woke_at_tail = ring.tail_seen;
 		ring_wake();
+	}
 	if (ring.h)
 		ring_check_reader(false);
 }
