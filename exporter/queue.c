@@ -55,7 +55,6 @@ static void span_init(struct exp_span *s, struct exp_resource *res, const uint8_
 	s->len = len;
 	memcpy(s->rec, rec, len);
 	memset(s->rec + len, 0, EXP_SPAN_SLACK);
-	exp_resource_ref(res);
 }
 
 struct exp_span *exp_span_new(struct exp_resource *res, const uint8_t *rec, uint16_t len)
@@ -63,8 +62,10 @@ struct exp_span *exp_span_new(struct exp_resource *res, const uint8_t *rec, uint
 	pthread_mutex_lock(&pool.lock);
 	struct exp_span *s = span_alloc(len, true);
 	pthread_mutex_unlock(&pool.lock);
-	if (s)
+	if (s) {
 		span_init(s, res, rec, len);
+		exp_resource_ref(res);
+	}
 	return s;
 }
 
@@ -86,6 +87,8 @@ size_t exp_spans_new(struct exp_resource *res, const uint8_t *p, uint16_t count,
 		p += len;
 	}
 	pthread_mutex_unlock(&pool.lock);
+	if (made)
+		exp_resource_ref_n(res, made);
 	return made;
 }
 
@@ -93,11 +96,19 @@ void exp_span_free_list(struct exp_span *list)
 {
 	if (!list)
 		return;
+	struct exp_resource *run = list->res; /* spans come in runs of one process */
+	uint32_t run_len = 0;
 	pthread_mutex_lock(&pool.lock);
 	while (list) {
 		struct exp_span *next = list->next;
 		size_t c = span_class(list->len);
-		exp_resource_unref(list->res);
+		if (list->res != run || run_len == UINT32_MAX) {
+			if (run_len)
+				exp_resource_unref_n(run, run_len);
+			run = list->res;
+			run_len = 0;
+		}
+		run_len++;
 		if (c && pool.bytes + c * SPAN_GRAIN <= POOL_MAX_BYTES) {
 			list->next = pool.free[c];
 			pool.free[c] = list;
@@ -107,6 +118,8 @@ void exp_span_free_list(struct exp_span *list)
 		}
 		list = next;
 	}
+	if (run_len)
+		exp_resource_unref_n(run, run_len);
 	pthread_mutex_unlock(&pool.lock);
 }
 

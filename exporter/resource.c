@@ -93,18 +93,22 @@ struct exp_resource *exp_resource_unknown(void)
 	return r;
 }
 
-void exp_resource_ref(struct exp_resource *r)
+void exp_resource_ref_n(struct exp_resource *r, uint32_t n)
 {
-	atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->refs, n, memory_order_relaxed);
 }
 
-void exp_resource_unref(struct exp_resource *r)
+void exp_resource_unref_n(struct exp_resource *r, uint32_t n)
 {
-	if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) {
+	if (r && atomic_fetch_sub_explicit(&r->refs, n, memory_order_acq_rel) == n) {
 		atomic_fetch_sub_explicit(&live_bytes, sizeof *r + r->payload_len, memory_order_relaxed);
 		free(r);
 	}
 }
+
+void exp_resource_ref(struct exp_resource *r) { exp_resource_ref_n(r, 1); }
+
+void exp_resource_unref(struct exp_resource *r) { exp_resource_unref_n(r, 1); }
 
 static bool ts_str_eq(struct ts_str a, struct ts_str b)
 {
