@@ -217,8 +217,11 @@ class Exporter:
                 self.p.kill()
                 self.p.wait()
         self.errlog.close()
-        if os.path.exists(self.file) and not A.keep:
-            os.unlink(self.file)
+        # The rotated .1 too: trace files left in the page cache made later
+        # firehose rounds' write()s up to ~4x dearer (docs/PERFORMANCE.md).
+        for f in (self.file, self.file + ".1"):
+            if os.path.exists(f) and not A.keep:
+                os.unlink(f)
 
 
 def count_kind(path, kind):
