@@ -16,12 +16,14 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.append(os.path.join(HERE, "..", "exporter"))  # tsframes (after lib: names clash)
+import httpfixture  # noqa: E402
 import tsframes  # noqa: E402
 import tstest  # noqa: E402
 from tstest import spanlib  # noqa: E402
 
 RING_MAGIC, RING_VERSION, RING_HDR = 0x31525354, 1, 4096
 HEAD, SPANS, DROPPED, TAIL, READ_SPANS = 64, 72, 80, 128, 136
+WAKE = 5  # frame type (shim/frame.h)
 
 
 def status_int(env, key):
@@ -135,6 +137,90 @@ class Transport(tstest.TestCase):
         dropped = status_int(env, "dropped_client")
         self.assertEqual(got + dropped, n, env.status())
         self.assertLess(dropped, n // 10, "the reader did not keep up: %r" % env.status())
+
+    def test_wake_again_once_the_reader_moved(self):
+        # The WAKE rule (shim/transport.c ring_commit, docs/ARCHITECTURE.md §5),
+        # against a peer that plays the exporter and reads only when the test
+        # says: one WAKE once 64 KiB is unread; none more while the reader does
+        # not move (the ring fills, spans are dropped, the process goes on);
+        # one more after a partial read that leaves 64 KiB unread — the case a
+        # WAKE sent only when crossing the threshold left to the timer, losing
+        # spans (ARCHITECTURE.md).
+        env = self.make_env(start_exporter=False)
+        path = os.path.join(self.make_tmpdir(), "peer.sock")
+        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.addCleanup(lsock.close)
+        lsock.bind(path)
+        lsock.listen(8)
+        lsock.settimeout(20)
+        # `python3 -m http.server` (HTTP/1.0, a connection per request): the
+        # in-process fixture answers curl's keep-alive requests at ~23/s here
+        # (40 ms each, Nagle against delayed ACK), too slow to fill a ring.
+        srv, port = httpfixture.spawn_http_server(self.make_tmpdir())
+        self.addCleanup(httpfixture.stop_process, srv)
+        url = "http://127.0.0.1:%d/" % port
+        # ~3 spans per request, ~270 B each: the 256 KiB ring is full after ~320
+        # requests; curl is still far from done (and from its exit, which sends
+        # WAKEs of its own) when the test has seen what it wants, and is killed.
+        p = env.spawn(["curl", "-s", "-o", "/dev/null", url + "?i=[1-1000000]"], via="preload",
+                      env={"TRACESHIM_SOCKET": path, "TRACESHIM_RING_KB": "256", "TRACESHIM_FLUSH_MS": "1000"},
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # -o is for the first URL only
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        conn, _ = lsock.accept()
+        self.addCleanup(conn.close)
+        conn.settimeout(20)
+        msg, fds, _, _ = socket.recv_fds(conn, tsframes.FRAME_MAX, 1)
+        self.assertEqual(tsframes.HEADER.unpack_from(msg)[2], tsframes.HELLO)
+        self.assertEqual(len(fds), 1, "HELLO without a ring")
+        size = os.fstat(fds[0]).st_size - RING_HDR
+        m = mmap.mmap(fds[0], RING_HDR + size)
+        os.close(fds[0])
+        u64 = lambda off: struct.unpack_from("=Q", m, off)[0]  # noqa: E731
+        wakes = []
+
+        def read_wakes(wait):
+            conn.settimeout(wait)
+            try:
+                while True:
+                    f = conn.recv(tsframes.FRAME_MAX)
+                    if not f:
+                        return
+                    if tsframes.HEADER.unpack_from(f)[2] == WAKE:
+                        wakes.append(u64(HEAD) - u64(TAIL))
+                    conn.settimeout(0.05)
+            except socket.timeout:
+                pass
+
+        read_wakes(20)
+        self.assertEqual(len(wakes), 1, "no WAKE once 64 KiB was unread (head %d, tail %d, spans %d, curl %r)"
+                         % (u64(HEAD), u64(TAIL), u64(SPANS), p.poll()))
+        self.assertGreaterEqual(wakes[0], 64 * 1024)
+        self.assertLess(wakes[0], 128 * 1024, "not at 64 KiB but later (half the ring?): %d bytes unread" % wakes[0])
+        # The reader does not move: the ring fills, and no further WAKE comes.
+        deadline = time.monotonic() + 20
+        while u64(HEAD) - u64(TAIL) < size - 4096 and time.monotonic() < deadline:
+            read_wakes(0.1)
+        self.assertIsNone(p.poll(), "curl ended before the ring filled: make n larger")
+        read_wakes(0.5)
+        self.assertEqual(len(wakes), 1, "WAKEs to a reader that did not move: %r" % wakes)
+        # A partial read: half of what is unread, record by record.
+        tail, head = u64(TAIL), u64(HEAD)
+        while tail < head and head - tail > (head - u64(TAIL)) // 2:
+            off = tail % size
+            ln = struct.unpack_from("=H", m, RING_HDR + off)[0] if size - off >= 2 else 0
+            tail += ln if ln else size - off  # 0: padding to the end of the area
+        struct.pack_into("=Q", m, TAIL, tail)
+        read_wakes(5)
+        self.assertIsNone(p.poll(), "curl ended: its exit, not the rule, may have sent the WAKE")
+        self.assertGreaterEqual(head - tail, 64 * 1024)
+        self.assertEqual(len(wakes), 2, "no WAKE after a partial read that left %d bytes unread"
+                         % (head - tail))
+        # Spans that found the ring full were dropped, not waited for; the
+        # count is published with the first record that fits again.
+        self.assertGreater(u64(DROPPED), 0, "a full ring drops (and counts) instead of waiting")
+        p.kill()
+        p.wait()
+        m.close()
 
     def test_rings_that_break_the_rules(self):
         env = self.make_env()
