@@ -1,5 +1,5 @@
-/* socket.c — connect, its completion, accept, close and dup2/dup3: the hooks
- * that create and release per-fd state (shim/fdtable.h). */
+/* socket.c — connect, its completion, accept, close, close_range/closefrom and
+ * dup2/dup3: the hooks that create and release per-fd state (shim/fdtable.h). */
 #include <errno.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,6 +14,8 @@ TS_REAL(accept4, int, (int, struct sockaddr *, socklen_t *, int))
 TS_REAL(close, int, (int))
 TS_REAL(dup2, int, (int, int))
 TS_REAL(dup3, int, (int, int, int))
+TS_REAL(close_range, int, (unsigned int, unsigned int, int))
+TS_REAL(closefrom, void, (int))
 
 static uint8_t socket_transport(int fd)
 {
@@ -165,15 +167,45 @@ TS_EXPORT int accept4(int fd, __SOCKADDR_ARG a, socklen_t *len, int flags)
  * thread may get the same number and its own entry. */
 static void before_fd_gone(int fd)
 {
-	if (TS_UNLIKELY(ts_transport_owns_fd(fd)) && !ts_in_shim)
-		ts_transport_fd_closed_by_app(fd);
+	bool own = TS_UNLIKELY(ts_transport_owns_fd(fd)) && !ts_in_shim;
 	struct ts_fd *e = ts_fd_get(fd);
+	if (TS_LIKELY(!own && e == NULL))
+		return;
 	/* A vfork child has its own fd table but our memory: its close() must
-	 * not end the parent's spans (one getpid(), only for traced sockets). */
-	if (TS_UNLIKELY(e != NULL) && ts_tracing() && !ts_foreign_child()) {
-		int saved = errno;
-		ts_fd_release(fd, e);
-		errno = saved;
+	 * neither end the parent's spans nor give up (and unmap) the parent's
+	 * connection and ring — Python's subprocess closes every fd in its vfork
+	 * child (close_range). One getpid(), only for the shim's own socket and
+	 * traced fds. */
+	int saved = errno;
+	if (!ts_foreign_child()) {
+		if (own)
+			ts_transport_fd_closed_by_app(fd);
+		if (e != NULL && ts_tracing())
+			ts_fd_release(fd, e);
+	}
+	errno = saved;
+}
+
+/* close_range/closefrom: what close() does, for every number in [first, last]
+ * the shim knows — its own socket above all, or a frame could go into
+ * whatever that number is given to next. Chunks of the fd table never made
+ * are skipped whole, so closefrom(3) costs a walk over the chunk pointers. */
+static void before_range_gone(unsigned int first, unsigned int last)
+{
+	if (ts_foreign_child())
+		return; /* a vfork child's numbers (Python's subprocess): not ours */
+	int own = ts_transport_conn_fd();
+	if (own >= 0 && (unsigned int)own >= first && (unsigned int)own <= last)
+		before_fd_gone(own);
+	unsigned int end = last < TS_FD_MAX - 1 ? last : TS_FD_MAX - 1;
+	for (unsigned int fd = first; fd <= end;) {
+		if (!atomic_load_explicit(&ts_fd_chunks[fd / TS_FD_CHUNK], memory_order_acquire)) {
+			fd = (fd / TS_FD_CHUNK + 1) * TS_FD_CHUNK;
+			continue;
+		}
+		if (ts_fd_get((int)fd))
+			before_fd_gone((int)fd);
+		fd++;
 	}
 }
 
@@ -181,6 +213,24 @@ TS_EXPORT int close(int fd)
 {
 	before_fd_gone(fd);
 	return real_close()(fd);
+}
+
+/* CLOSE_RANGE_CLOEXEC closes nothing. CLOSE_RANGE_UNSHARE closes in a copy
+ * of the fd table private to the calling thread: treated as a close, since
+ * the shim's state is the process's (at worst spans end early; never a frame
+ * into a number that means something else to that thread). */
+TS_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+	if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last)
+		before_range_gone(first, last);
+	return real_close_range()(first, last, flags);
+}
+
+TS_EXPORT void closefrom(int lowfd)
+{
+	if (lowfd >= 0)
+		before_range_gone((unsigned int)lowfd, ~0u);
+	real_closefrom()(lowfd);
 }
 
 TS_EXPORT int dup2(int oldfd, int newfd)

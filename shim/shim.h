@@ -225,6 +225,8 @@ void ts_transport_flush(uint32_t budget_ms);
 /* Same, for a signal handler: no lock it cannot try. */
 void ts_transport_flush_from_signal(void);
 bool ts_transport_owns_fd(int fd);
+/* The fd of the connection to the exporter, or -1. */
+int ts_transport_conn_fd(void);
 void ts_transport_fd_closed_by_app(int fd);
 void ts_transport_atfork_child(void);
 extern _Atomic uint64_t ts_dropped_spans;

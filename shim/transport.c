@@ -689,6 +689,8 @@ void ts_transport_flush_from_signal(void)
 
 bool ts_transport_owns_fd(int fd) { return fd >= 0 && fd == atomic_load_explicit(&conn_fd, memory_order_relaxed); }
 
+int ts_transport_conn_fd(void) { return atomic_load_explicit(&conn_fd, memory_order_relaxed); }
+
 /* The application is about to close (or dup2 over) the fd number we use:
  * give it up, so we never write a frame into whatever the number means next. */
 void ts_transport_fd_closed_by_app(int fd)

@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -221,6 +222,95 @@ class Transport(tstest.TestCase):
         p.kill()
         p.wait()
         m.close()
+
+    def test_close_range_takes_the_shims_socket_too(self):
+        # A program that closes every fd from 3 on (os.closerange, which is
+        # close_range(2)) closes the shim's socket to the exporter too. The shim
+        # must let go of the number, or its next frame goes into whatever the
+        # number is given to next: here the program's own connections, whose
+        # bytes a server checks (64 of them: the shim keeps its socket at fd 48
+        # or above). Socket transport: its sender thread writes frames every
+        # 10 ms.
+        env = self.make_env()
+        lsock = socket.socket()
+        self.addCleanup(lsock.close)
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(128)
+        lsock.settimeout(30)
+        got = []
+
+        def serve():
+            try:
+                conns = [lsock.accept()[0] for _ in range(64)]
+            except OSError:
+                return
+            for c in conns:
+                data = b""
+                c.settimeout(30)
+                while True:
+                    b = c.recv(65536)
+                    if not b:
+                        break
+                    data += b
+                got.append(data)
+                c.close()
+
+        t = threading.Thread(target=serve)
+        t.start()
+        code = """if True:
+            import os, socket, sys, time, urllib.request
+            url, port = sys.argv[1], int(sys.argv[2])
+            urllib.request.urlopen(url + "?before").read()  # the shim connects to the exporter
+            time.sleep(0.1)
+            os.closerange(3, 1 << 16)
+            socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(64)]  # the numbers again
+            for i in range(20):
+                urllib.request.urlopen(url + "?after=%d" % i).read()  # spans, sent on the shim's new socket
+                for s in socks:
+                    s.sendall(b"app%02d;" % i)
+                time.sleep(0.02)
+            for s in socks:
+                s.close()
+        """
+        r = env.run(["/usr/bin/python3", "-c", code, self.url, str(lsock.getsockname()[1])], via="preload",
+                    env={"TRACESHIM_TRANSPORT": "socket", "TRACESHIM_FLUSH_MS": "10"})
+        t.join(30)
+        self.assertOk(r)
+        want = b"".join(b"app%02d;" % i for i in range(20))
+        self.assertEqual(len(got), 64)
+        for data in got:
+            self.assertEqual(data, want, "a frame went into the program's connection")
+        # The shim reconnected: spans made after the close_range arrive.
+        env.wait_spans(1, where=lambda s: s["name"] == "GET" and "after" in str(s["attributes"].get("url.full", "")))
+
+    def test_subprocess_close_range_leaves_the_parents_socket_alone(self):
+        # Python's subprocess calls close_range in its vfork child, which shares
+        # the parent's memory: the hook must not give up the parent's exporter
+        # socket and ring there (the parent would reconnect for every spawn and
+        # leak the old socket, still open in its own fd table).
+        env = self.make_env()
+        code = """if True:
+            import os, subprocess, sys, urllib.request
+            def unix_sockets():
+                n = 0
+                for fd in os.listdir("/proc/self/fd"):
+                    try:
+                        n += os.readlink("/proc/self/fd/" + fd).startswith("socket:")
+                    except OSError:
+                        pass
+                return n
+            urllib.request.urlopen(sys.argv[1]).read()  # the shim connects
+            before = unix_sockets()
+            for _ in range(5):
+                subprocess.run(["/bin/true"], check=True)
+                urllib.request.urlopen(sys.argv[1]).read()
+            print(before, unix_sockets())
+        """
+        r = env.run(["/usr/bin/python3", "-c", code, self.url], via="preload")
+        self.assertOk(r)
+        before, after = r.stdout.split()
+        self.assertEqual(before, after, "sockets leaked across spawns")
+        env.wait_spans(6, where="GET")
 
     def test_rings_that_break_the_rules(self):
         env = self.make_env()
