@@ -4,8 +4,8 @@
  *   firehose SOCKET PROCS SECONDS [SPANS_PER_SECOND [ring|socket]]
  *
  * ring (the default, as the shim): each sender makes a 1 MiB shared ring like
- * the shim's, passes it on HELLO and appends records to it, sending WAKE when
- * it passes half full. Without a rate cap a full ring makes the sender wait
+ * the shim's, passes it on HELLO and appends records to it, sending WAKE as
+ * the shim does (64 KiB unread and the reader moved since the last one). Without a rate cap a full ring makes the sender wait
  * for the exporter (what the exporter can take: its capacity); with a cap the
  * sender drops and counts like the shim (the exporter reports those in
  * dropped_client). socket: SPANS frames on the socket, as below.
@@ -183,6 +183,8 @@ static int ring_make(struct ts_ring *r, uint32_t size)
 	return fd;
 }
 
+static uint64_t woke_at_tail = UINT64_MAX; /* per sender process */
+
 static void send_wake(int fd)
 {
 	uint8_t f[TS_FRAME_HEADER_SIZE];
@@ -244,8 +246,10 @@ static void sender(const char *path, double seconds, double rate, bool use_ring,
 		}
 		refresh(&f, &ctr, (uint32_t)getpid());
 		if (use_ring) {
+			/* the shim's rule (transport.c, ring_commit) */
+			uint64_t wake_at = ring.size / 2 < (64u << 10) ? ring.size / 2 : (64u << 10);
 			for (unsigned i = 0; i < f.count; i++) {
-				uint64_t before = ring.head, used, half = ring.size / 2;
+				uint64_t used;
 				while (!ts_ring_put(&ring, f.buf + f.rec_off[i], f.rec_len, &used)) {
 					if (rate > 0) { /* as the shim: drop and count */
 						atomic_fetch_add(&ring.h->dropped, 1);
@@ -255,8 +259,10 @@ static void sender(const char *path, double seconds, double rate, bool use_ring,
 					struct timespec w = {0, 50000};
 					nanosleep(&w, NULL);
 				}
-				if (used >= half && used - (ring.head - before) < half)
+				if (used >= wake_at && ring.tail_seen != woke_at_tail) {
+					woke_at_tail = ring.tail_seen;
 					send_wake(fd);
+				}
 			next:;
 			}
 			__atomic_fetch_add(&out->spans, f.count, __ATOMIC_RELAXED);
