@@ -45,20 +45,14 @@ def schedstat_s(pid):
 
 
 def nginx_conf(work, name, port):
-    path = os.path.join(work, f"{name}.conf")
+    """The benchmark's own configuration (driver.py: sendfile, tcp_nopush, ...)."""
+    from driver import NGINX_CONF
+    d = os.path.join(work, name)
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "nginx.conf")
     with open(path, "w") as f:
-        f.write(f"""worker_processes 1;
-daemon off;
-master_process on;
-user root;
-pid {work}/{name}.pid;
-error_log {work}/{name}.err;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  server {{ listen 127.0.0.1:{port}; root {work}/www; keepalive_requests 1000000; }}
-}}
-""")
+        f.write(NGINX_CONF.format(dir=d, port=port, root=os.path.join(work, "www"),
+                                  user="user root;" if os.geteuid() == 0 else ""))
     return path
 
 
@@ -93,7 +87,7 @@ def main():
     work = tempfile.mkdtemp(prefix="traceshim-ab.")
     os.makedirs(os.path.join(work, "www"))
     sys.path.insert(0, HERE)
-    from driver import INDEX  # the benchmark's page (imports nothing that runs)
+    from driver import INDEX  # the benchmark's page and nginx.conf (importing runs nothing)
     with open(os.path.join(work, "www", "index.html"), "w") as f:
         f.write(INDEX)
     procs, servers = [], {}
@@ -114,7 +108,8 @@ def main():
                         break
                     time.sleep(0.05)
                 env.update(LD_PRELOAD=os.path.abspath(lib), TRACESHIM_SOCKET=sock)
-            m = subprocess.Popen(["taskset", "-c", SERVER_CPU, nginx, "-c", nginx_conf(work, name, port)], env=env,
+            conf = nginx_conf(work, name, port)
+            m = subprocess.Popen(["taskset", "-c", SERVER_CPU, nginx, "-p", os.path.dirname(conf), "-c", conf], env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             procs.append(m)
             servers[name] = {"port": port, "worker": worker_of(m.pid), "exp": exp, "sock": sock, "res": [],

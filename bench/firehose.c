@@ -5,7 +5,7 @@
  *
  * ring (the default, as the shim): each sender makes a 1 MiB shared ring like
  * the shim's, passes it on HELLO and appends records to it, sending WAKE as
- * the shim does (64 KiB unread and the reader moved since the last one). Without a rate cap a full ring makes the sender wait
+ * the shim does (half the ring unread and the reader moved since the last one). Without a rate cap a full ring makes the sender wait
  * for the exporter (what the exporter can take: its capacity); with a cap the
  * sender drops and counts like the shim (the exporter reports those in
  * dropped_client). socket: SPANS frames on the socket, as below.
@@ -247,7 +247,7 @@ static void sender(const char *path, double seconds, double rate, bool use_ring,
 		refresh(&f, &ctr, (uint32_t)getpid());
 		if (use_ring) {
 			/* the shim's rule (transport.c, ring_commit) */
-			uint64_t wake_at = ring.size / 2 < (64u << 10) ? ring.size / 2 : (64u << 10);
+			uint64_t wake_at = ring.size / 2;
 			for (unsigned i = 0; i < f.count; i++) {
 				uint64_t used;
 				while (!ts_ring_put(&ring, f.buf + f.rec_off[i], f.rec_len, &used)) {

@@ -54,7 +54,7 @@ enum ts_frame_type {
 	TS_FRAME_SPANS = 2,
 	TS_FRAME_STATUS_REQ = 3,
 	TS_FRAME_STATUS = 4,
-	TS_FRAME_WAKE = 5, /* empty: the shim's ring (below) has 64 KiB (or half) unread, read it now */
+	TS_FRAME_WAKE = 5, /* empty: the shim's ring (below) is half unread, read it now */
 };
 
 enum ts_span_kind {

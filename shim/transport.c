@@ -3,7 +3,7 @@
  *
  *   ring (default)  records go into a shared-memory ring (frame.h) the exporter
  *                   reads on its own: no thread, no system call per span; one
- *                   WAKE send per ~64 KiB written (ring_commit).
+ *                   WAKE send when half the ring is unread (ring_commit).
  *   socket          records are batched into SPANS frames in process memory and a
  *                   sender thread ships them (TRACESHIM_TRANSPORT=socket, or when
  *                   no memfd can be made).
@@ -161,12 +161,11 @@ static int move_high(int fd)
 	return hi;
 }
 
-/* The reader's tail when the last WAKE went out. A WAKE goes out when the
- * unread part is at the threshold and the reader has moved since the last
- * one: once per fill when it reads everything, once more per partial read
- * (it stopped at a full queue, or a WAKE was lost) so a ring that stays above
- * the threshold is not left to the timer, and never again for a reader that
- * does not move. */
+/* The reader's tail when the last WAKE went out. A WAKE goes out when half
+ * the ring is unread and the reader has moved since the last one: once per
+ * fill when it reads everything, once more per partial read (it stopped at a
+ * full queue, or a WAKE was lost) so a ring that stays above half is not left
+ * to the timer, and never again for a reader that does not move. */
 static uint64_t woke_at_tail = UINT64_MAX;
 
 /* A sealed memfd holding a fresh ring, mapped into r; the fd to pass to the
@@ -375,17 +374,10 @@ static uint8_t *ring_reserve(size_t len)
 	return dst;
 }
 
-/* WAKE once this much is unread: half the ring, but never more than
- * RING_WAKE_MAX. The exporter reads what a WAKE announces in one stretch; on
- * a core it shares with the traced server, that stretch is how long the
- * server's requests wait (its p99). 64 KiB is ~140 HTTP server spans. */
-#define RING_WAKE_MAX (64u << 10)
-
 static void ring_commit(size_t len)
 {
 	uint64_t used = ts_ring_commit(&ring, len);
-	uint64_t at = ring.size / 2 < RING_WAKE_MAX ? ring.size / 2 : RING_WAKE_MAX;
-	if (used >= at && ring.tail_seen != woke_at_tail) {
+	if (used >= ring.size / 2 && ring.tail_seen != woke_at_tail) {
 		woke_at_tail = ring.tail_seen;
 		ring_wake();
 	}
