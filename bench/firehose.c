@@ -5,7 +5,8 @@
  *
  * ring (the default, as the shim): each sender makes a 1 MiB shared ring like
  * the shim's, passes it on HELLO and appends records to it, sending WAKE as
- * the shim does (half the ring unread and the reader moved since the last one). Without a rate cap a full ring makes the sender wait
+ * the shim does (half the ring unread and the reader moved since the last
+ * one). Without a rate cap a full ring makes the sender wait
  * for the exporter (what the exporter can take: its capacity); with a cap the
  * sender drops and counts like the shim (the exporter reports those in
  * dropped_client). socket: SPANS frames on the socket, as below.
