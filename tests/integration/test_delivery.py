@@ -40,18 +40,6 @@ def delivered_counts(rcv):
     return c
 
 
-def status_int(env, k):
-    return int(env.status().get(k, "0") or 0)
-
-
-def wait_until(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("%s: not within %gs" % (what, timeout))
-        time.sleep(0.1)
-
-
 def spool_files(env):
     d = os.path.join(env.dir, "spool")
     try:
@@ -77,7 +65,7 @@ class Delivery(tstest.TestCase):
     def assertExactlyOnce(self, truth, timeout=60, what="every span"):
         """Every span of `truth` (keys) arrives, none twice, nothing else."""
         truth = set(truth)
-        wait_until(lambda: truth <= set(delivered_counts(self.rcv)), timeout,
+        tstest.wait_until(lambda: truth <= set(delivered_counts(self.rcv)), timeout,
                    "%s over OTLP (%d expected, %d arrived; requests %r)"
                    % (what, len(truth), len(set(delivered_counts(self.rcv)) & truth), self.rcv.requests[-8:]))
         time.sleep(0.5)
@@ -89,7 +77,7 @@ class Delivery(tstest.TestCase):
 
     def wait_behaviour(self, kind_code, timeout=30):
         """Until the receiver has answered at least one request with (kind, code)."""
-        wait_until(lambda: any((r.behaviour.kind, r.behaviour.code) == kind_code for r in self.rcv.requests),
+        tstest.wait_until(lambda: any((r.behaviour.kind, r.behaviour.code) == kind_code for r in self.rcv.requests),
                    timeout, "a request answered %r" % (kind_code,))
 
     # ---- 1: the issue's acceptance test --------------------------------------
@@ -114,18 +102,18 @@ class Delivery(tstest.TestCase):
         self.rcv.default = rx.status(503)
         runs(5)
         n = len(self.rcv.requests)
-        wait_until(lambda: any(r.behaviour.code == 503 for r in self.rcv.requests[n:]), 30, "the second 503")
+        tstest.wait_until(lambda: any(r.behaviour.code == 503 for r in self.rcv.requests[n:]), 30, "the second 503")
         self.rcv.stop()  # down: the port refuses connections
         down_at = time.monotonic()
         runs(5)
         time.sleep(max(0.0, 3.0 - (time.monotonic() - down_at)))
         # down for 3 s, and (backoff permitting) until an attempt has met the closed port
-        wait_until(lambda: "connect" in env.status().get("last_error", ""), 40, "an attempt while down")
+        tstest.wait_until(lambda: "connect" in env.status().get("last_error", ""), 40, "an attempt while down")
         self.rcv.default = rx.ok()
         self.rcv.start()
         self.assertEqual(len(pids), 20)
         truth = {key(s) for s in env.spans()}
-        self.assertEqual(len(truth), status_int(env, "received_spans"), "the file holds what was received")
+        self.assertEqual(len(truth), env.status_int("received_spans"), "the file holds what was received")
         self.assertEqual({s["attrs"].get("process.pid") for s in env.spans() if not s["parent_span_id"]},
                          set(pids), "every run's trace")
         self.assertExactlyOnce(truth)
@@ -158,7 +146,7 @@ class Delivery(tstest.TestCase):
             get("before=%d" % i)
         env.wait_for(lambda sp: len(server_spans("before")) == 10, what="the first 10 server spans")
         time.sleep(1.5)  # older than OTEL_BSP_EXPORT_TIMEOUT: spooled while running
-        self.assertGreater(status_int(env, "spooled_spans"), 0, env.status())
+        self.assertGreater(env.status_int("spooled_spans"), 0, env.status())
         t0 = time.monotonic()
         self.assertEqual(env.stop_exporter(signal.SIGTERM), 0)
         self.assertLess(time.monotonic() - t0, 5)
@@ -189,7 +177,7 @@ class Delivery(tstest.TestCase):
             self.assertIn("before=%d" % i, queries)
             self.assertIn("after=%d" % i, queries)
         self.assertEqual(sum(counts.values()), len(truth))
-        wait_until(lambda: spool_files(env) == [], 10, "the spool emptied")
+        tstest.wait_until(lambda: spool_files(env) == [], 10, "the spool emptied")
         st = env.status()
         self.assertGreater(int(st["spool_replayed_spans"]), 0, st)
         self.assertEqual(int(st["spooled_spans"]), 0, st)
@@ -205,7 +193,7 @@ class Delivery(tstest.TestCase):
             ids += c.send_spans(4000, name="first-batch")  # a full batch: sent at once, and hangs
             self.rcv.wait_requests(1)
             ids += c.send_spans(3000, name="queued")  # waits in the queue (60 s schedule delay)
-        wait_until(lambda: status_int(env, "received_spans") == 7000, 10, "7000 spans received")
+        tstest.wait_until(lambda: env.status_int("received_spans") == 7000, 10, "7000 spans received")
         st = env.status()
         self.assertEqual(int(st["queue_depth"]), 3000, st)
         t0 = time.monotonic()
@@ -219,7 +207,7 @@ class Delivery(tstest.TestCase):
         self.rcv.default = rx.ok()
         env.start_exporter()
         self.assertExactlyOnce({(t, s) for t, s in ids})
-        wait_until(lambda: spool_files(env) == [], 10, "the spool emptied")
+        tstest.wait_until(lambda: spool_files(env) == [], 10, "the spool emptied")
 
     # ---- 4: the spool's bound -------------------------------------------------
     def test_a_full_spool_drops_its_oldest_batches(self):
@@ -230,7 +218,7 @@ class Delivery(tstest.TestCase):
         with tsframes.Client(env.socket, service="spool-bound") as c:
             for b in range(20):
                 batches.append(c.send_spans(50, name="b%02d" % b))
-                wait_until(lambda: status_int(env, "spooled_spans") + status_int(env, "dropped_spool_full")
+                tstest.wait_until(lambda: env.status_int("spooled_spans") + env.status_int("dropped_spool_full")
                            == 50 * (b + 1), 10, "batch %d in the spool" % b)
         st = env.status()
         kept = int(st["spooled_spans"])
@@ -281,7 +269,7 @@ class Delivery(tstest.TestCase):
             # the delivery thread is stuck in a POST: spans keep being received meanwhile
             t0 = time.monotonic()
             later = c.send_spans(500, name="meanwhile")
-            wait_until(lambda: status_int(env, "received_spans") == 510, 3, "receiving while delivery hangs")
+            tstest.wait_until(lambda: env.status_int("received_spans") == 510, 3, "receiving while delivery hangs")
             self.assertLess(time.monotonic() - t0, 3)
         self.assertExactlyOnce(set(first) | set(later), timeout=30)
         for r in self.rcv.requests:
@@ -335,11 +323,11 @@ class Delivery(tstest.TestCase):
         with tsframes.Client(env.socket, service="rotating") as c:
             for i in range(12):
                 frames.append(c.send_spans(50, name="frame-%02d" % i, per_frame=50))
-                wait_until(lambda: status_int(env, "exported_spans") >= 50 * (i + 1), 10, "frame %d exported" % i)
+                tstest.wait_until(lambda: env.status_int("exported_spans") >= 50 * (i + 1), 10, "frame %d exported" % i)
         old = env.file + ".1"
         sizes = [os.path.getsize(env.file), os.path.getsize(old)]
         self.assertTrue(all(0 < n <= bound for n in sizes), sizes)
-        self.assertGreaterEqual(status_int(env, "file_rotations"), 2, sizes)
+        self.assertGreaterEqual(env.status_int("file_rotations"), 2, sizes)
         on_disk = spanlib.read_jsonl(env.file)[0] + spanlib.read_jsonl(old)[0]
         ids = {s["span_id"] for s in on_disk}
         for t, sid in frames[-1] + frames[-2]:

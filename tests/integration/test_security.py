@@ -55,21 +55,6 @@ def as_nobody(argv):
     return ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups", "--"] + argv
 
 
-def status_int(env, key):
-    return int(env.status().get(key, "0") or 0)
-
-
-def wait_status(env, key, want, timeout=10):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = status_int(env, key)
-        if v >= want:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("%s=%d, expected %d; status %r" % (key, v, want, env.status()))
-        time.sleep(0.05)
-
-
 class Security(tstest.TestCase):
     def setUp(self):
         if os.geteuid() != 0:
@@ -106,13 +91,13 @@ class Security(tstest.TestCase):
         os.chmod(os.path.join(env.dir, "run"), 0o711)
         os.chmod(run, 0o711)
         self.assertEqual(self.run_nobody_client(env), "connect-failed 13")  # EACCES
-        self.assertEqual(status_int(env, "received_spans"), 0)
+        self.assertEqual(env.status_int("received_spans"), 0)
 
     def test_another_uid_is_refused_even_through_an_open_socket(self):
         env = self.make_env()
         self.open_to_others(env, socket_mode=0o666)
         self.assertEqual(self.run_nobody_client(env, 5), "hung-up")
-        wait_status(env, "connections_refused", 1)
+        env.wait_status("connections_refused", 1)
         st = env.status()
         self.assertEqual(int(st["received_spans"]), 0, st)
         self.assertIn("uid 65534 is not allowed", env.exporter_log())
@@ -132,7 +117,7 @@ class Security(tstest.TestCase):
         got = [s for s in spans if s["name"] == "from-nobody"]
         self.assertEqual(len(got), 7)
         self.assertEqual({s["resource"]["service.name"] for s in got}, {"nobody-client"})
-        self.assertEqual(status_int(env, "connections_refused"), 0)
+        self.assertEqual(env.status_int("connections_refused"), 0)
 
     def test_garbage_from_one_client_while_another_is_served(self):
         env = self.make_env()
@@ -204,8 +189,8 @@ class Security(tstest.TestCase):
         self.assertEqual([s for s in spans if s["name"] == "evil"], [], "no frame of the evil client got through")
         # Frames the evil client sent last may still wait in its connections'
         # socket buffers: the counts must reach the totals, then stay there.
-        wait_status(env, "dropped_malformed_frames", sent["malformed"], timeout=30)
-        wait_status(env, "dropped_oversized_frames", sent["oversized"], timeout=30)
+        env.wait_status("dropped_malformed_frames", sent["malformed"], timeout=30)
+        env.wait_status("dropped_oversized_frames", sent["oversized"], timeout=30)
         time.sleep(0.3)
         st = env.status()
         self.assertIsNone(env.exporter.poll(), "the exporter died")

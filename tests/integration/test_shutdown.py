@@ -27,18 +27,6 @@ EXIT_SPANS_ABANDONED = 3
 SPANS = 3000  # six 512-span batches; one batch of OTLP/JSON is more than the pipe's 64 KiB
 
 
-def status_int(env, k):
-    return int(env.status().get(k, "0") or 0)
-
-
-def wait_until(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("%s: not within %gs" % (what, timeout))
-        time.sleep(0.05)
-
-
 def read_all(fd):
     """Everything in the FIFO until EOF (the exporter, its only writer, is gone)."""
     out = b""
@@ -79,7 +67,7 @@ class Shutdown(tstest.TestCase):
     def fill(self, env):
         with tsframes.Client(env.socket, service="stuck-sink") as c:
             c.send_spans(SPANS, name="stuck")
-        wait_until(lambda: status_int(env, "received_spans") == SPANS, 10, "%d spans received" % SPANS)
+        tstest.wait_until(lambda: env.status_int("received_spans") == SPANS, 10, "%d spans received" % SPANS)
         return self.assertStuck(env)
 
     def test_sigterm_with_the_file_sink_stuck_on_an_unread_fifo(self):

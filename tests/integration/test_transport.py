@@ -27,18 +27,6 @@ HEAD, SPANS, DROPPED, TAIL, READ_SPANS = 64, 72, 80, 128, 136
 WAKE = 5  # frame type (shim/frame.h)
 
 
-def status_int(env, key):
-    return int(env.status().get(key, "0") or 0)
-
-
-def wait_status(env, key, want, timeout=10):
-    deadline = time.monotonic() + timeout
-    while status_int(env, key) < want:
-        if time.monotonic() > deadline:
-            raise AssertionError("%s < %d: %r" % (key, want, env.status()))
-        time.sleep(0.05)
-
-
 class RingClient:
     """Plays the shim's side of the ring by hand: a memfd, sealed or not,
     passed on HELLO; records appended with head published after them."""
@@ -99,7 +87,7 @@ class Transport(tstest.TestCase):
         self.assertOk(r)
         spans = env.wait_spans(3, where=lambda s: s["name"] in ("curl", "connect", "GET"))
         self.assertEqual(len(spanlib.trace_ids(spans)), 1)
-        self.assertEqual(status_int(env, "ring_connections"), 0)
+        self.assertEqual(env.status_int("ring_connections"), 0)
 
     def test_quiet_process_spans_arrive_while_it_runs(self):
         env = self.make_env()
@@ -109,11 +97,11 @@ class Transport(tstest.TestCase):
         env.wait_spans(1, where="GET", timeout=10)
         self.assertLess(time.monotonic() - t0, 5)
         self.assertIsNone(p.poll(), "the process is still running: nothing was flushed by an exit")
-        wait_status(env, "ring_connections", 1)
+        env.wait_status("ring_connections", 1)
         p.kill()
         p.wait()
-        wait_status(env, "connections_total", 1)
-        env.wait_for(lambda _: status_int(env, "ring_connections") == 0, what="the ring let go after the exit")
+        env.wait_status("connections_total", 1)
+        env.wait_for(lambda _: env.status_int("ring_connections") == 0, what="the ring let go after the exit")
 
     def test_sigkill_loses_nothing_committed(self):
         env = self.make_env()
@@ -135,7 +123,7 @@ class Transport(tstest.TestCase):
         self.assertOk(r)
         env.wait_spans(1, where="curl")
         got = len([s for s in env.spans() if s["name"] == "GET"])
-        dropped = status_int(env, "dropped_client")
+        dropped = env.status_int("dropped_client")
         self.assertEqual(got + dropped, n, env.status())
         self.assertLess(dropped, n // 10, "the reader did not keep up: %r" % env.status())
 
@@ -321,12 +309,12 @@ class Transport(tstest.TestCase):
         c = RingClient(env.socket, seal=False)
         c.put(rec)
         time.sleep(0.3)
-        self.assertEqual(status_int(env, "ring_connections"), 0)
+        self.assertEqual(env.status_int("ring_connections"), 0)
         c.close()
         # Wrong magic.
         c = RingClient(env.socket, magic=0x12345678)
         time.sleep(0.3)
-        self.assertEqual(status_int(env, "ring_connections"), 0)
+        self.assertEqual(env.status_int("ring_connections"), 0)
         c.close()
         # A good ring: records arrive, tail and read_spans come back.
         good = RingClient(env.socket)
@@ -344,12 +332,12 @@ class Transport(tstest.TestCase):
         self.assertEqual(good.u64(READ_SPANS), 300, "the reader counts what it consumed")
         self.assertEqual(good.u64(TAIL), good.head)
         # Garbage: a record length past head, then a head a whole ring ahead.
-        before = status_int(env, "dropped_malformed_frames")
+        before = env.status_int("dropped_malformed_frames")
         bad = RingClient(env.socket)
         bad.raw(struct.pack("=H", 5000) + b"x" * 98, 100)
-        wait_status(env, "dropped_malformed_frames", before + 1)
+        env.wait_status("dropped_malformed_frames", before + 1)
         bad.raw(b"", bad.head + 10 * bad.size)
-        wait_status(env, "dropped_malformed_frames", before + 2)
+        env.wait_status("dropped_malformed_frames", before + 2)
         bad.close()
         good.close()
         # Still serving.

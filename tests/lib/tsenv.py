@@ -176,6 +176,16 @@ class Env:
             return {}
         return dict(line.split("=", 1) for line in r.stdout.decode().splitlines() if "=" in line)
 
+    def status_int(self, key):
+        """One --status counter (0 when absent or no exporter answers)."""
+        return int(self.status().get(key, "0") or 0)
+
+    def wait_status(self, key, want, timeout=10):
+        """Until the counter reaches want; returns its value."""
+        wait_until(lambda: self.status_int(key) >= want, timeout,
+                   lambda: "%s >= %d (status %r)" % (key, want, self.status()))
+        return self.status_int(key)
+
     def start_exporter(self, env=None, timeout=10):
         """Foreground exporter (our child); returns once --ping answers."""
         assert self.exporter is None or self.exporter.poll() is not None, "exporter already running"
@@ -335,6 +345,16 @@ class Env:
             if time.monotonic() > deadline:
                 raise AssertionError("%s not met within %gs; spans:\n%s" % (what, timeout, spanlib.describe(got)))
             time.sleep(0.05)
+
+
+def wait_until(cond, timeout, what, interval=0.05):
+    """Polls cond() until true; AssertionError naming `what` (a string, or a
+    function giving one, called only on failure) after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("%s: not within %gs" % (what() if callable(what) else what, timeout))
+        time.sleep(interval)
 
 
 def pid_alive(pid):

@@ -18,6 +18,7 @@ import unittest
 import httpfixture
 import spans as spanlib
 import tsenv
+from tsenv import wait_until  # noqa: F401 (for the tests: tstest.wait_until)
 
 # A few kilobytes over several lines (and TCP segments), so that "byte-identical"
 # means something.
