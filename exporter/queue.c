@@ -35,11 +35,11 @@ static size_t span_class(uint16_t len)
 	return size <= SPAN_POOLED_MAX ? (size + SPAN_GRAIN - 1) / SPAN_GRAIN : 0;
 }
 
-/* Caller holds pool.lock when `locked`. */
-static struct exp_span *span_alloc(uint16_t len, bool locked)
+/* Caller holds pool.lock. */
+static struct exp_span *span_alloc(uint16_t len)
 {
 	size_t c = span_class(len);
-	struct exp_span *s = locked && c ? pool.free[c] : NULL;
+	struct exp_span *s = c ? pool.free[c] : NULL;
 	if (s) {
 		pool.free[c] = s->next;
 		pool.bytes -= c * SPAN_GRAIN;
@@ -60,7 +60,7 @@ static void span_init(struct exp_span *s, struct exp_resource *res, const uint8_
 struct exp_span *exp_span_new(struct exp_resource *res, const uint8_t *rec, uint16_t len)
 {
 	pthread_mutex_lock(&pool.lock);
-	struct exp_span *s = span_alloc(len, true);
+	struct exp_span *s = span_alloc(len);
 	pthread_mutex_unlock(&pool.lock);
 	if (s) {
 		span_init(s, res, rec, len);
@@ -78,7 +78,7 @@ size_t exp_spans_new(struct exp_resource *res, const uint8_t *p, uint16_t count,
 	for (; made < count; made++) {
 		uint16_t len;
 		memcpy(&len, p, 2);
-		struct exp_span *s = span_alloc(len, true);
+		struct exp_span *s = span_alloc(len);
 		if (!s)
 			break;
 		span_init(s, res, p, len);
@@ -97,14 +97,13 @@ void exp_span_free_list(struct exp_span *list)
 	if (!list)
 		return;
 	struct exp_resource *run = list->res; /* spans come in runs of one process */
-	uint32_t run_len = 0;
+	uint32_t run_len = 0; /* a list is far shorter than 2^32 spans (all in memory) */
 	pthread_mutex_lock(&pool.lock);
 	while (list) {
 		struct exp_span *next = list->next;
 		size_t c = span_class(list->len);
-		if (list->res != run || run_len == UINT32_MAX) {
-			if (run_len)
-				exp_resource_unref_n(run, run_len);
+		if (list->res != run) {
+			exp_resource_unref_n(run, run_len);
 			run = list->res;
 			run_len = 0;
 		}
@@ -118,8 +117,7 @@ void exp_span_free_list(struct exp_span *list)
 		}
 		list = next;
 	}
-	if (run_len)
-		exp_resource_unref_n(run, run_len);
+	exp_resource_unref_n(run, run_len); /* the list is not empty: run_len >= 1 */
 	pthread_mutex_unlock(&pool.lock);
 }
 

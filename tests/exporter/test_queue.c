@@ -1,8 +1,9 @@
 /* test_queue.c — the bounded queue: span and byte bounds, batch-size wakeups,
  * the schedule deadline, close, the consumer's held count and abandoning it
- * at shutdown, and resource lifetimes. */
+ * at shutdown, and resource lifetimes (references per run of spans). */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <string.h>
 #include <time.h>
 
 #include "batch.h"
@@ -208,4 +209,31 @@ Test(queue, resource_outlives_its_connection)
 	cr_assert_eq(atomic_load(&s->res->refs), 1, "the span keeps it alive");
 	cr_assert_eq(s->res->attrs[0].v.s.len, 4);
 	exp_span_free_list(s);
+}
+
+/* References are taken per frame and dropped per run of one process's spans
+ * (queue.c): a list that mixes processes must still give back exactly what
+ * each span took. */
+Test(queue, references_per_run_of_spans)
+{
+	struct exp_resource *other = exp_resource_unknown();
+	uint8_t frame[2 + 3 * 64] = {0};
+	for (int i = 0; i < 3; i++) {
+		uint16_t len = 64;
+		memcpy(frame + 2 + 64 * i, &len, 2); /* records of 64 bytes, length first */
+	}
+	struct exp_span *head;
+	cr_assert_eq(exp_spans_new(res, frame + 2, 3, &head), 3);
+	cr_assert_eq(atomic_load(&res->refs), 4, "one reference per span, taken at once");
+	/* res, res, res, other, res, other */
+	struct exp_span *tail = head->next->next;
+	tail->next = exp_span_new(other, frame + 2, 64);
+	tail->next->next = exp_span_new(res, frame + 2, 64);
+	tail->next->next->next = exp_span_new(other, frame + 2, 64);
+	cr_assert_eq(atomic_load(&res->refs), 5);
+	cr_assert_eq(atomic_load(&other->refs), 3);
+	exp_span_free_list(head);
+	cr_assert_eq(atomic_load(&res->refs), 1, "every run gave its references back");
+	cr_assert_eq(atomic_load(&other->refs), 1);
+	exp_resource_unref(other);
 }
