@@ -282,9 +282,9 @@ static void ring_read(struct exp_server *s, struct exp_conn *c, bool to_the_end)
 /* Every ring_poll_ms: the partly filled rings of quiet processes, and the
  * rings of processes that hung up while the queue was full. At once, too,
  * once the queue has room again after a ring read stopped at it full: the
- * writer's next WAKE comes only with its next span, so a process that went
- * quiet would wait for the timer (100 ms) and a busy one would keep waking
- * us into a full queue (a busy nginx fills 512 KiB in ~13 ms). */
+ * writer sends a WAKE only with a span, and only one per move of ours, so
+ * the rest of the ring could wait for the timer (100 ms; a busy nginx fills
+ * 512 KiB in ~13 ms). */
 static void poll_rings(struct exp_server *s)
 {
 	if (!s->n_rings)
