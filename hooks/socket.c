@@ -169,6 +169,8 @@ static void before_fd_gone(int fd)
 {
 	bool own = TS_UNLIKELY(ts_transport_owns_fd(fd)) && !ts_in_shim;
 	struct ts_fd *e = ts_fd_get(fd);
+	if (e != NULL && !ts_tracing())
+		e = NULL;
 	if (TS_LIKELY(!own && e == NULL))
 		return;
 	/* A vfork child has its own fd table but our memory: its close() must
@@ -180,7 +182,7 @@ static void before_fd_gone(int fd)
 	if (!ts_foreign_child()) {
 		if (own)
 			ts_transport_fd_closed_by_app(fd);
-		if (e != NULL && ts_tracing())
+		if (e != NULL)
 			ts_fd_release(fd, e);
 	}
 	errno = saved;
