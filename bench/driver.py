@@ -64,6 +64,16 @@ def proc_cpu_s(pid):
         pass
     if seen:
         return total / 1e9
+    return proc_cpu_all_s(pid)
+
+
+def proc_cpu_all_s(pid):
+    """CPU time of a whole process including the threads that have exited
+    (utime+stime of /proc/PID/stat, in 10-ms clock ticks; the kernel scales
+    the pair so that their sum is the scheduler's exact runtime). For a
+    server whose threads come and go — python's ThreadingHTTPServer runs one
+    thread per connection, gone when wrk closes it at the end of a round —
+    proc_cpu_s, which can only see live threads, would miss nearly all."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
@@ -397,7 +407,7 @@ def wrk(port, path, seconds, conns):
     return parse_wrk(out)
 
 
-def server_rounds(name, servers, path, seconds, conns, exp, pids=None):
+def server_rounds(name, servers, path, seconds, conns, exp, pids=None, cpu_of=proc_cpu_s):
     """Alternates wrk rounds between the untraced and traced servers.
     Returns per-mode lists of wrk results, plus the span accounting of the
     traced rounds and the CPU each server process used per request."""
@@ -414,10 +424,10 @@ def server_rounds(name, servers, path, seconds, conns, exp, pids=None):
         for traced in alternate(i):
             before = exp.settle() if traced else None
             pid = (pids or {}).get(traced)
-            c0 = proc_cpu_s(pid) if pid else None
+            c0 = cpu_of(pid) if pid else None
             r = wrk(servers[traced].port, path, seconds, conns)
             if pid:
-                cpu[traced].append((proc_cpu_s(pid) - c0) * 1e6 / max(r["requests"], 1))
+                cpu[traced].append((cpu_of(pid) - c0) * 1e6 / max(r["requests"], 1))
             res[traced].append(r)
             if traced:
                 after = exp.settle()
@@ -533,7 +543,8 @@ def bench_python():
             wait_port(s.port)
             servers[traced] = s
         pids = {t: servers[t].p.pid for t in servers}
-        res, spans, cpu = server_rounds("python", servers, "/index.html", A.py_seconds, 4, exp, pids)
+        res, spans, cpu = server_rounds("python", servers, "/index.html", A.py_seconds, 4, exp, pids,
+                                        cpu_of=proc_cpu_all_s)
         time.sleep(0.5)
         RESULTS["python"] = report_server("python", res, spans, cpu, exp)
     finally:
