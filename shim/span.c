@@ -149,7 +149,7 @@ void ts_span_end_at(struct ts_span *s, uint64_t end_ns)
 	uint8_t *rec;
 	/* Sized first, then written where it goes (frame.h's record format): no
 	 * buffer to copy from. The strings are cut already: put as they are. */
-	if (len <= TS_SPAN_RECORD_MAX && (rec = ts_transport_reserve(len))) {
+	if ((rec = ts_transport_reserve(len)) != NULL) { /* NULL: dropped, and counted */
 		struct ts_wbuf w;
 		ts_wbuf_init(&w, rec, len);
 		ts_put_u16(&w, (uint16_t)len);

@@ -434,6 +434,12 @@ static void ring_attach(void)
 
 uint8_t *ts_transport_reserve(size_t len)
 {
+	if (TS_UNLIKELY(len > TS_SPAN_RECORD_MAX)) {
+		/* The exporter would reject it. A span's fixed buffers bound a
+		 * record to ~2.2 KiB, so this is a guard, counted like any drop. */
+		drop(1);
+		return NULL;
+	}
 	ts_in_shim++;
 	int saved = errno; /* WAKE, a reconnect, a liveness poll: system calls */
 	uint8_t *dst = NULL;
