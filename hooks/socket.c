@@ -191,11 +191,12 @@ static void before_fd_gone(int fd)
 /* close_range/closefrom: what close() does, for every number in [first, last]
  * the shim knows — its own socket above all, or a frame could go into
  * whatever that number is given to next. Chunks of the fd table never made
- * are skipped whole, so closefrom(3) costs a walk over the chunk pointers. */
+ * are skipped whole, so closefrom(3) costs a walk over the chunk pointers.
+ * before_fd_gone() tells a vfork child (Python's subprocess) from the
+ * process, and only for a number that is the shim's or traced: no getpid()
+ * for a range with none. */
 static void before_range_gone(unsigned int first, unsigned int last)
 {
-	if (ts_foreign_child())
-		return; /* a vfork child's numbers (Python's subprocess): not ours */
 	int own = ts_transport_conn_fd();
 	if (own >= 0 && (unsigned int)own >= first && (unsigned int)own <= last)
 		before_fd_gone(own);
@@ -205,8 +206,7 @@ static void before_range_gone(unsigned int first, unsigned int last)
 			fd = (fd / TS_FD_CHUNK + 1) * TS_FD_CHUNK;
 			continue;
 		}
-		if (ts_fd_get((int)fd))
-			before_fd_gone((int)fd);
+		before_fd_gone((int)fd);
 		fd++;
 	}
 }
