@@ -66,8 +66,8 @@ class Delivery(tstest.TestCase):
         """Every span of `truth` (keys) arrives, none twice, nothing else."""
         truth = set(truth)
         tstest.wait_until(lambda: truth <= set(delivered_counts(self.rcv)), timeout,
-                   "%s over OTLP (%d expected, %d arrived; requests %r)"
-                   % (what, len(truth), len(set(delivered_counts(self.rcv)) & truth), self.rcv.requests[-8:]))
+                          "%s over OTLP (%d expected, %d arrived; requests %r)"
+                          % (what, len(truth), len(set(delivered_counts(self.rcv)) & truth), self.rcv.requests[-8:]))
         time.sleep(0.5)
         counts = delivered_counts(self.rcv)
         dups = {k: n for k, n in counts.items() if n > 1}
@@ -78,7 +78,7 @@ class Delivery(tstest.TestCase):
     def wait_behaviour(self, kind_code, timeout=30):
         """Until the receiver has answered at least one request with (kind, code)."""
         tstest.wait_until(lambda: any((r.behaviour.kind, r.behaviour.code) == kind_code for r in self.rcv.requests),
-                   timeout, "a request answered %r" % (kind_code,))
+                          timeout, "a request answered %r" % (kind_code,))
 
     # ---- 1: the issue's acceptance test --------------------------------------
     def test_twenty_runs_through_503_429_503_and_an_outage(self):
@@ -219,7 +219,7 @@ class Delivery(tstest.TestCase):
             for b in range(20):
                 batches.append(c.send_spans(50, name="b%02d" % b))
                 tstest.wait_until(lambda: env.status_int("spooled_spans") + env.status_int("dropped_spool_full")
-                           == 50 * (b + 1), 10, "batch %d in the spool" % b)
+                                  == 50 * (b + 1), 10, "batch %d in the spool" % b)
         st = env.status()
         kept = int(st["spooled_spans"])
         dropped = int(st["dropped_spool_full"])
