@@ -9,7 +9,7 @@ with an exporter of its own (pinned to --exporter-cpu; started with its own
 command prefix and environment, so the exporter can be varied too), and
 drives them with wrk in alternating order, round after round. It prints the
 medians: req/s, p99 and their ratios to the untraced server, the worker's CPU
-per request (schedstat), the exporter's CPU per request, and the spans the
+per request (schedstat, driver.proc_cpu_s), the exporter's CPU per request, and the spans the
 shim dropped (dropped_client) — a variant that loses spans is not faster.
 
   bench/ab_nginx.py --lib-a OLD.so --lib-b NEW.so [--rounds 9]
@@ -19,7 +19,6 @@ Needs nginx, wrk, taskset; a quiet machine. Not part of the test command.
 """
 import argparse
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -31,22 +30,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER_CPU, LOAD_CPU = "0", "1"
-
-
-def schedstat_s(pid):
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError):
-            pass
-    return total / 1e9
+sys.path.insert(0, HERE)
+# The benchmark's page, nginx.conf, wrk parsing and CPU accounting (importing runs nothing).
+from driver import INDEX, NGINX_CONF, parse_wrk, proc_cpu_s  # noqa: E402
 
 
 def nginx_conf(work, name, port):
     """The benchmark's own configuration (driver.py: sendfile, tcp_nopush, ...)."""
-    from driver import NGINX_CONF
     d = os.path.join(work, name)
     os.makedirs(d, exist_ok=True)
     path = os.path.join(d, "nginx.conf")
@@ -86,8 +76,6 @@ def main():
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     work = tempfile.mkdtemp(prefix="traceshim-ab.")
     os.makedirs(os.path.join(work, "www"))
-    sys.path.insert(0, HERE)
-    from driver import INDEX  # the benchmark's page and nginx.conf (importing runs nothing)
     with open(os.path.join(work, "www", "index.html"), "w") as f:
         f.write(INDEX)
     procs, servers = [], {}
@@ -123,17 +111,15 @@ def main():
             for name in names[i % 3:] + names[:i % 3]:
                 s = servers[name]
                 d0 = status(A.exporter, s["sock"]).get("dropped_client", 0) if s["sock"] else 0
-                c0 = schedstat_s(s["worker"])
-                e0 = schedstat_s(s["exp"].pid) if s["exp"] else 0
+                c0 = proc_cpu_s(s["worker"])
+                e0 = proc_cpu_s(s["exp"].pid) if s["exp"] else 0
                 out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{A.conns}", f"-d{A.seconds}s",
                                       "--latency", f"http://127.0.0.1:{s['port']}/index.html"],
                                      stdout=subprocess.PIPE, text=True).stdout
-                n = int(re.search(r"(\d+) requests in", out).group(1))
-                rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-                m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\b", out, re.M)
-                p99 = float(m.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
-                cpu = (schedstat_s(s["worker"]) - c0) * 1e6 / n
-                ecpu = ((schedstat_s(s["exp"].pid) - e0) * 1e6 / n) if s["exp"] else 0.0
+                w = parse_wrk(out)
+                n, rps, p99 = w["requests"], w["rps"], w["p99_us"]
+                cpu = (proc_cpu_s(s["worker"]) - c0) * 1e6 / n
+                ecpu = ((proc_cpu_s(s["exp"].pid) - e0) * 1e6 / n) if s["exp"] else 0.0
                 time.sleep(0.5)
                 if s["sock"]:
                     s["dropped"] += status(A.exporter, s["sock"]).get("dropped_client", 0) - d0
