@@ -82,7 +82,9 @@ static int send_malformed_frames(int fd)
 	ts_frame_begin(&w, TS_FRAME_STATUS, 0);
 	ts_frame_finish(&w);
 	tp_send(fd, frame, w.len);
-	return 7;
+
+	tp_send(fd, frame, 0); /* an empty message: reads like EOF, but the peer is still there */
+	return 8;
 }
 
 static void send_oversized(int fd)
@@ -122,6 +124,8 @@ Test(process, good_and_bad_frames_from_many_clients)
 
 	int u = tp_connect(P.sock); /* SPANS before any HELLO */
 	send_spans(u, "u", 1, 0);
+	/* a stays open until all is read: the empty message must not end it */
+	cr_assert(tp_wait_stat(P.sock, "received_spans", 6, 5000), "a's and u's spans not received");
 	close(a);
 	close(u);
 	int c = tp_connect(P.sock); /* a client after the others left */
@@ -152,6 +156,34 @@ Test(process, good_and_bad_frames_from_many_clients)
 	cr_assert_eq(stat(P.file, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0600, "trace file mode %o", st.st_mode & 0777);
 	cr_assert_eq(access(P.sock, F_OK), -1, "socket file removed on exit");
+}
+
+/* A client that asked for STATUS and hung up without reading the reply: the
+ * kernel reports ECONNRESET to the exporter ahead of the frames still queued,
+ * which must be read all the same. The exporter is stopped meanwhile so that
+ * all of them are still queued when the error arrives. */
+Test(process, frames_after_an_unread_status_reply_are_read)
+{
+	tp_init(&P, true);
+	tp_start(&P, NULL);
+	int fd = tp_connect(P.sock);
+	cr_assert_geq(fd, 0);
+	struct ts_wbuf w;
+	ts_wbuf_init(&w, frame, sizeof frame);
+	ts_frame_begin(&w, TS_FRAME_STATUS_REQ, 0);
+	ts_frame_finish(&w);
+	tp_send(fd, frame, w.len);
+	char reply[64];
+	cr_assert_gt(recv(fd, reply, sizeof reply, MSG_PEEK), 0, "no status reply"); /* queued, left unread */
+	cr_assert_eq(kill(P.pid, SIGSTOP), 0);
+	send_hello(fd, "reset", 1, 0);
+	for (int i = 0; i < 10; i++)
+		send_spans(fd, "r", 5, 0);
+	close(fd);
+	cr_assert_eq(kill(P.pid, SIGCONT), 0);
+	cr_assert(tp_wait_stat(P.sock, "received_spans", 50, 5000), "spans lost after ECONNRESET");
+	cr_assert_eq(tp_status(P.sock, text, sizeof text), 0);
+	cr_assert_eq(tp_stat(text, "dropped_malformed_frames"), 0, "%s", text);
 }
 
 Test(process, status_keys_in_order)
