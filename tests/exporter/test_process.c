@@ -168,11 +168,7 @@ Test(process, frames_after_an_unread_status_reply_are_read)
 	tp_start(&P, NULL);
 	int fd = tp_connect(P.sock);
 	cr_assert_geq(fd, 0);
-	struct ts_wbuf w;
-	ts_wbuf_init(&w, frame, sizeof frame);
-	ts_frame_begin(&w, TS_FRAME_STATUS_REQ, 0);
-	ts_frame_finish(&w);
-	tp_send(fd, frame, w.len);
+	tp_send(fd, frame, tb_status_req_frame(frame, sizeof frame));
 	char reply[64];
 	cr_assert_gt(recv(fd, reply, sizeof reply, MSG_PEEK), 0, "no status reply"); /* queued, left unread */
 	cr_assert_eq(kill(P.pid, SIGSTOP), 0);
