@@ -176,7 +176,7 @@ void ts_resource_rebuild(void)
 }
 
 /* TRACEPARENT from the environment (env-carrier convention). TRACESTATE and
- * BAGGAGE are read into ts_process_extras by ts_http_init. */
+ * BAGGAGE are read into ts_process_extras by ts_stream_init. */
 static bool env_parent(struct ts_ctx *c)
 {
 	const char *tp = getenv("TRACEPARENT");

@@ -10,7 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "http_trace.h"
+#include "stream.h"
 #include "ids.h"
 #include "shim.h"
 
@@ -224,7 +224,7 @@ void ts_init_slow(void)
 		seed_process();
 		ts_transport_init();
 		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-		ts_http_init();
+		ts_stream_init();
 		ts_process_start();
 	}
 	ts_in_shim--;

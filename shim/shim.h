@@ -102,6 +102,10 @@ struct ts_ctx {
 	uint8_t flags;  /* W3C trace-flags: bit 0 sampled */
 	bool valid;
 	bool remote;    /* span_id belongs to another process */
+	/* A SERVER span's context: the parent id its request's traceparent
+	 * carried, so a proxy forwarding that header can be recognised. */
+	bool has_received_parent;
+	uint8_t received_parent[8];
 };
 
 /* The context new spans on this thread are children of: the thread's own if
