@@ -238,9 +238,6 @@ bool ts_stream_plan(struct ts_stream *st, struct ts_plan *pl, const struct iovec
 	pl->app_cnt = cnt;
 	pl->app_len = ts_iov_total(iov, cnt);
 	pl->scratch_used = 0;
-	pl->nseg = 0;
-	pl->wire_len = 0;
-	pl->edited = false;
 	pl->owed = st->n_edits;
 	st->new_edit_out = false;
 	if (st->tracer && !st->given_up && st->tracer->plan) {
@@ -248,8 +245,20 @@ bool ts_stream_plan(struct ts_stream *st, struct ts_plan *pl, const struct iovec
 		st->tracer->plan(st->tstate, st, iov, cnt, pl->app_len);
 		planning = NULL;
 	}
+	ts_stream_layout(st, pl, iov, cnt);
+	return true;
+}
+
+void ts_stream_layout(struct ts_stream *st, struct ts_plan *pl, const struct iovec *iov, int cnt)
+{
+	pl->app_iov = iov;
+	pl->app_cnt = cnt;
+	pl->app_len = ts_iov_total(iov, cnt);
+	pl->nseg = 0;
+	pl->wire_len = 0;
+	pl->edited = false;
 	if (!st->n_edits)
-		return true;
+		return;
 	/* Lay the write out: application bytes, with each edit's remaining
 	 * inserted bytes at its offset and its deleted bytes left out. A write
 	 * too scattered to lay out whole goes out in part (a short write, which
@@ -266,7 +275,7 @@ bool ts_stream_plan(struct ts_stream *st, struct ts_plan *pl, const struct iovec
 			if (!skip && ei < st->n_edits && st->edits[ei].at - st->out_pos == pos) {
 				struct ts_edit *e = &st->edits[ei];
 				if (!seg_add(pl, e->ins + e->ins_off, e->ins_len - e->ins_off, (uint8_t)(1 + ei)))
-					return true;
+					return;
 				skip = e->del;
 				ei++;
 				continue;
@@ -284,12 +293,11 @@ bool ts_stream_plan(struct ts_stream *st, struct ts_plan *pl, const struct iovec
 			if (ei < st->n_edits && st->edits[ei].at - st->out_pos - pos < take)
 				take = (size_t)(st->edits[ei].at - st->out_pos - pos);
 			if (!seg_add(pl, b + o, take, 0))
-				return true;
+				return;
 			o += take;
 			pos += take;
 		}
 	}
-	return true;
 }
 
 void ts_stream_not_sent(struct ts_stream *st, const struct ts_plan *pl)

@@ -123,10 +123,14 @@ struct ts_stream {
 	/* sniffing (TLS streams exist before a tracer claims them) */
 	uint8_t sniff_len;
 	char sniff[TS_SNIFF_MAX];
-	/* TLS: the staged write a library must see again on retry */
+	/* TLS: the staged write a library must see again on retry: its wire
+	 * bytes, then a copy of the application's (for the count mapping) */
 	char *stage;
 	size_t stage_cap, stage_len, stage_app_len;
+	uint8_t stage_owed;
 	bool stage_pending;
+	bool info_done;                 /* TLS: version, cipher, ALPN read after the handshake */
+	void *session;                  /* TLS: the library's session object (map key) */
 	struct ts_stream *next_free;
 };
 
@@ -164,6 +168,10 @@ static inline bool ts_stream_active(const struct ts_stream *st)
  * the count with ts_stream_taken, or, when nothing went, ts_stream_not_sent. */
 bool ts_stream_plan(struct ts_stream *st, struct ts_plan *pl, const struct iovec *iov, int cnt);
 void ts_stream_not_sent(struct ts_stream *st, const struct ts_plan *pl);
+/* Lays out the pending edits over a write without asking the tracer (the
+ * second half of ts_stream_plan): a TLS transport recomputes the layout of a
+ * staged write when the library reports its count, with pl->owed set. */
+void ts_stream_layout(struct ts_stream *st, struct ts_plan *pl, const struct iovec *iov, int cnt);
 /* The transport took `wire` bytes of the plan (> 0): the application's
  * count, with pending edits advanced and the tracer told. May be 0 when only
  * edit bytes went out. */

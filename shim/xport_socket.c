@@ -17,6 +17,7 @@
 
 #include "io.h"
 #include "stream.h"
+#include "xport_tls.h"
 
 TS_REAL(send, ssize_t, (int, const void *, size_t, int))
 TS_REAL(write, ssize_t, (int, const void *, size_t))
@@ -202,6 +203,8 @@ static ssize_t socket_write(int fd, struct ts_fd *e, const struct iovec *iov, in
 
 ssize_t ts_out(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt, const struct ts_out_call *call)
 {
+	if (TS_UNLIKELY(ts_tls_calling != NULL)) /* a TLS library writing its session's ciphertext */
+		ts_tls_bind_socket(fd, e);
 	ts_in_shim++;
 	ssize_t n = watched(e) ? socket_write(fd, e, iov, iovcnt, call) : ts_out_repeat(fd, iov, iovcnt, call);
 	ts_in_shim--;
@@ -252,6 +255,8 @@ static void socket_read(int fd, struct ts_fd *e, const struct iovec *iov, int cn
 
 void ts_in(int fd, struct ts_fd *e, const struct iovec *iov, int iovcnt, ssize_t n, int err, int flags)
 {
+	if (TS_UNLIKELY(ts_tls_calling != NULL))
+		ts_tls_bind_socket(fd, e);
 	settle_connect(fd, e, n, err);
 	if (!(flags & MSG_PEEK)) {
 		ts_fd_count(e, false, n);
