@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -220,6 +221,13 @@ bool ts_stream_edit(struct ts_stream *st, size_t off, size_t del, const char *in
 	return true;
 }
 
+void ts_stream_cut(struct ts_stream *st, size_t off)
+{
+	(void)st;
+	if (planning && off > 0 && off < planning->limit)
+		planning->limit = off;
+}
+
 static bool seg_add(struct ts_plan *pl, const void *p, size_t len, uint8_t kind)
 {
 	if (!len && kind == 0)
@@ -239,7 +247,8 @@ bool ts_stream_plan(struct ts_stream *st, struct ts_plan *pl, const struct iovec
 	pl->app_len = ts_iov_total(iov, cnt);
 	pl->scratch_used = 0;
 	pl->owed = st->n_edits;
-	st->new_edit_out = false;
+	pl->limit = SIZE_MAX;
+	st->new_edits_out = 0;
 	if (st->tracer && !st->given_up && st->tracer->plan) {
 		planning = pl;
 		st->tracer->plan(st->tstate, st, iov, cnt, pl->app_len);
@@ -257,7 +266,7 @@ void ts_stream_layout(struct ts_stream *st, struct ts_plan *pl, const struct iov
 	pl->nseg = 0;
 	pl->wire_len = 0;
 	pl->edited = false;
-	if (!st->n_edits)
+	if (!st->n_edits && pl->limit >= pl->app_len)
 		return;
 	/* Lay the write out: application bytes, with each edit's remaining
 	 * inserted bytes at its offset and its deleted bytes left out. A write
@@ -272,6 +281,8 @@ void ts_stream_layout(struct ts_stream *st, struct ts_plan *pl, const struct iov
 		const char *b = iov[i].iov_base;
 		size_t l = iov[i].iov_len, o = 0;
 		for (;;) {
+			if (pos >= pl->limit && !skip)
+				return; /* the tracer cut the write here */
 			if (!skip && ei < st->n_edits && st->edits[ei].at - st->out_pos == pos) {
 				struct ts_edit *e = &st->edits[ei];
 				if (!seg_add(pl, e->ins + e->ins_off, e->ins_len - e->ins_off, (uint8_t)(1 + ei)))
@@ -292,6 +303,8 @@ void ts_stream_layout(struct ts_stream *st, struct ts_plan *pl, const struct iov
 			size_t take = l - o;
 			if (ei < st->n_edits && st->edits[ei].at - st->out_pos - pos < take)
 				take = (size_t)(st->edits[ei].at - st->out_pos - pos);
+			if (pl->limit - pos < take)
+				take = pl->limit - pos;
 			if (!seg_add(pl, b + o, take, 0))
 				return;
 			o += take;
@@ -308,7 +321,9 @@ void ts_stream_not_sent(struct ts_stream *st, const struct ts_plan *pl)
 static void tell_sent(struct ts_stream *st, const struct iovec *iov, int cnt, size_t n)
 {
 	st->out_pos += n;
-	if (n && st->tracer && !st->given_up)
+	/* Also with none of the application's bytes out, when only a new
+	 * edit's bytes went: the tracer learns that its edit started. */
+	if ((n || st->new_edits_out) && st->tracer && !st->given_up)
 		st->tracer->sent(st->tstate, st, iov, cnt, n);
 }
 
@@ -371,7 +386,7 @@ size_t ts_stream_taken(struct ts_stream *st, struct ts_plan *pl, size_t wire)
 		}
 		st->edits[k++] = *e;
 	}
-	st->new_edit_out = reached > pl->owed;
+	st->new_edits_out = (uint8_t)(reached > pl->owed ? reached - pl->owed : 0);
 	st->n_edits = (uint8_t)k;
 	tell_sent(st, pl->app_iov, pl->app_cnt, app);
 	return app;
@@ -379,7 +394,7 @@ size_t ts_stream_taken(struct ts_stream *st, struct ts_plan *pl, size_t wire)
 
 void ts_stream_sent_plain(struct ts_stream *st, const struct iovec *iov, int cnt, size_t n)
 {
-	st->new_edit_out = false;
+	st->new_edits_out = 0;
 	tell_sent(st, iov, cnt, n);
 }
 

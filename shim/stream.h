@@ -117,7 +117,7 @@ struct ts_stream {
 	bool given_up;
 	struct ts_conn_info conn;
 	uint64_t out_pos;               /* application bytes written so far */
-	bool new_edit_out;              /* the last write's new edit (at least partly) went out */
+	uint8_t new_edits_out;          /* how many of the last write's new edits (in order) started going out */
 	uint8_t n_edits;
 	struct ts_edit edits[TS_EDITS_MAX]; /* pending, sorted by `at` */
 	/* sniffing (TLS streams exist before a tracer claims them) */
@@ -143,6 +143,7 @@ struct ts_plan {
 	size_t wire_len, app_len;
 	bool edited;   /* false: the wire bytes are exactly the application's */
 	uint8_t owed;  /* edits owed from earlier writes when this one was planned */
+	size_t limit;  /* application bytes of this write that may go (ts_stream_cut) */
 	/* scratch for a new edit's bytes while the write is in flight */
 	char scratch[16 + 64 + 16 + 520 + 16 + 8200];
 	size_t scratch_used;
@@ -209,6 +210,10 @@ bool ts_stream_attach(struct ts_stream *st, const struct ts_tracer *t, const cha
  * replace `del` application bytes by `ins[0..len)` (copied). False if it
  * cannot be done (then nothing changes). */
 bool ts_stream_edit(struct ts_stream *st, size_t off, size_t del, const char *ins, size_t len);
+/* Sends at most `off` bytes of this write (a short write, which the
+ * application repeats): for a tracer with more edits in one write than the
+ * stream holds at once. */
+void ts_stream_cut(struct ts_stream *st, size_t off);
 /* The tracer stops: the stream is passed through untraced from now on. */
 void ts_stream_give_up(struct ts_stream *st);
 /* The local port of the connection (getsockname, once asked), 0 unknown. */

@@ -281,7 +281,15 @@ long ts_tls_write(struct ts_stream *st, void *sess, const struct ts_tls_lib *lib
 			r = wr(sess, buf, len, arg);
 			goto out;
 		}
-		r = wr(sess, st->stage, st->stage_len, arg);
+		/* nothing but replaced bytes whose replacement is out: they count */
+		r = st->stage_len ? wr(sess, st->stage, st->stage_len, arg) : 0;
+		if (!st->stage_len) {
+			struct iovec app = {st->stage, st->stage_app_len};
+			ts_stream_layout(st, &pl, &app, 1);
+			pl.owed = st->stage_owed;
+			r = (long)ts_stream_taken(st, &pl, 0);
+			goto out;
+		}
 	staged:
 		learn(st, sess, lib);
 		if (r <= 0) {

@@ -716,6 +716,7 @@ static void h1_plan(void *t, struct ts_stream *st, const struct iovec *iov, int 
 {
 	struct http1 *h = t;
 	(void)len;
+	h->planned = PLANNED_NONE; /* anything planned for a write that did not go is void */
 	if (h->server || st->n_edits)
 		return; /* an edit still owed is this head's */
 	if (!ts_cfg.propagate_tracecontext && !ts_cfg.propagate_baggage)
@@ -768,7 +769,7 @@ static void h1_sent(void *t, struct ts_stream *st, const struct iovec *iov, int 
 	if (h->planned) {
 		/* Did the edit asked for this head go out (even in part)? If not,
 		 * the application sends the bytes again and it is asked again. */
-		if (st->new_edit_out && h->cur) {
+		if (st->new_edits_out && h->cur) {
 			if (h->planned == PLANNED_INJECT)
 				h->cur->injected = true;
 			else
