@@ -263,7 +263,10 @@ long ts_tls_write(struct ts_stream *st, void *sess, const struct ts_tls_lib *lib
 			ts_sniff_remember(st->sniff, &st->sniff_len, &v, 1, (size_t)r);
 		goto out;
 	}
-	ts_stream_plan(st, &pl, &v, 1);
+	if (ts_stream_needs_plan(st))
+		ts_stream_plan(st, &pl, &v, 1);
+	else
+		pl.edited = false;
 	if (!pl.edited) {
 		r = wr(sess, buf, len, arg);
 		learn(st, sess, lib);

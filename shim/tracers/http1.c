@@ -741,6 +741,8 @@ static enum ts_claim h1_claim(const char *p, size_t n, bool from_client)
 
 static void *h1_attach(struct ts_stream *st)
 {
+	if (st->conn.server)
+		ts_stream_no_edits(st); /* a server's responses are never edited */
 	return http_alloc(st->conn.server);
 }
 
