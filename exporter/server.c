@@ -94,6 +94,29 @@ static bool peer_allowed(const struct exp_server *s, int fd, pid_t *pid, uid_t *
 	return false;
 }
 
+/* Tells the process why before closing (frame.h TS_FRAME_REFUSED), so it can
+ * say so itself: it has sent its HELLO already and would otherwise learn only
+ * of a hang-up. Counted by reason. Best effort: a send that would block is
+ * skipped (the socket is new and empty, so it does not). */
+static void refuse(int fd, enum ts_refusal why)
+{
+	uint8_t f[TS_FRAME_HEADER_SIZE + 4];
+	struct ts_wbuf w;
+	ts_wbuf_init(&w, f, sizeof f);
+	ts_frame_begin(&w, TS_FRAME_REFUSED, 0);
+	ts_put_u32(&w, (uint32_t)why);
+	if (ts_frame_finish(&w) && send(fd, f, w.len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("refusal frame: %s", strerror(errno));
+	STAT_ADD(connections_refused, 1);
+	if (why == TS_REFUSED_UID)
+		STAT_ADD(connections_refused_uid, 1);
+	else if (why == TS_REFUSED_LIMIT)
+		STAT_ADD(connections_refused_limit, 1);
+	else
+		STAT_ADD(connections_refused_resources, 1);
+	close(fd);
+}
+
 static void admit(struct exp_server *s, int fd)
 {
 	pid_t pid = 0;
@@ -104,7 +127,6 @@ static void admit(struct exp_server *s, int fd)
 		static time_t last_warned;
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		STAT_ADD(connections_refused, 1);
 		if (!last_warned || now.tv_sec - last_warned >= 10) {
 			last_warned = now.tv_sec ? now.tv_sec : 1;
 			log_warn("refused a connection from pid %ld: uid %ld is not allowed "
@@ -112,23 +134,21 @@ static void admit(struct exp_server *s, int fd)
 		} else {
 			log_debug("refused a connection from pid %ld: uid %ld", (long)pid, (long)uid);
 		}
-		close(fd);
+		refuse(fd, TS_REFUSED_UID);
 		return;
 	}
 	if (s->n_conns >= s->cfg->max_connections) { /* each costs memory: bounded */
-		STAT_ADD(connections_refused, 1);
 		log_warn("refused a connection from pid %ld: %zu connections open (TRACESHIM_MAX_CONNECTIONS)",
 			 (long)pid, s->n_conns);
-		close(fd);
+		refuse(fd, TS_REFUSED_LIMIT);
 		return;
 	}
 	struct exp_conn *c = calloc(1, sizeof *c);
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
 	if (!c || epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		log_error("cannot take a new connection: %s", c ? strerror(errno) : "out of memory");
-		STAT_ADD(connections_refused, 1);
 		free(c);
-		close(fd);
+		refuse(fd, TS_REFUSED_RESOURCES);
 		return;
 	}
 	*c = (struct exp_conn){.kind = EXP_EP_CONN, .fd = fd, .pid = pid, .next = s->conns};

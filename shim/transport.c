@@ -65,10 +65,23 @@ static struct ts_ring ring;
 static bool socket_mode;       /* decided at the first connect, kept for the process's life */
 static uint64_t ring_checked;  /* CLOCK_MONOTONIC_COARSE ns of the last liveness check */
 static uint64_t ring_since;    /* CLOCK_MONOTONIC ns the ring was attached */
-/* A reader that has not looked for this long is checked for: is the socket
- * still connected? (It looks every TRACESHIM_FLUSH_MS; a stopped exporter is
- * not a dead one, so only a hang-up detaches.) */
-#define READER_STALE_MS 2000
+/* The ring is mapped but its reader is gone (the exporter exited, or it
+ * refused us): spans still go into it, and the next connection takes over
+ * what is unread (ts_ring_move) — an exporter restart loses nothing the ring
+ * could hold. */
+static bool ring_orphan;
+/* The exporter's heartbeat: it stores reader_ns at every look at the ring,
+ * every min(TRACESHIM_FLUSH_MS, 1000) ms. A span that finds it older than
+ * this (a compare against the coarse clock, no system call) asks the socket
+ * whether the exporter is still there — at most once per LIVENESS_EVERY_MS,
+ * and a stopped exporter is not a dead one: only a hang-up detaches. */
+static uint64_t reader_stale_ns;
+#define LIVENESS_EVERY_MS 1000
+/* After a refusal (TS_FRAME_REFUSED): no connect before this (mono ns). */
+#define REFUSED_RETRY_MS 10000
+static uint64_t refused_until;
+_Atomic uint32_t ts_refusals;
+static _Atomic bool refusal_logged;
 _Atomic uint64_t ts_dropped_spans;
 __thread int ts_signal_path TS_TLS;
 __thread int ts_sync_flush TS_TLS;
@@ -102,6 +115,15 @@ void ts_transport_init(void)
 {
 	ring_init();
 	socket_mode = ts_cfg.socket_transport;
+	uint64_t look_ms = ts_cfg.flush_ms < 5 ? 5 : ts_cfg.flush_ms > 1000 ? 1000 : ts_cfg.flush_ms;
+	reader_stale_ns = (2 * look_ms + 250) * 1000000ull;
+}
+
+static uint64_t coarse_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &t); /* vDSO: no system call */
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
 /* ---- the ring (caller holds ring_mu) ----------------------------------------------- */
@@ -239,6 +261,8 @@ static bool conn_open(bool want_ring)
 	uint64_t now = mono_ns();
 	if (last_connect_try && now - last_connect_try < RECONNECT_MS * 1000000ull)
 		return false;
+	if (now < refused_until && !ts_signal_path)
+		return false;
 	last_connect_try = now;
 	if (!ts_cfg.socket_path[0])
 		return false;
@@ -261,6 +285,9 @@ static bool conn_open(bool want_ring)
 			ts_warn("no shared ring (memfd: %s): using the socket transport", strerror(errno));
 		}
 	}
+	unsigned moved = 0;
+	if (r.h && ring_orphan && ring.h)
+		moved = ts_ring_move(&r, &ring); /* before the HELLO: nobody reads r yet */
 	bool ok = send_hello(fd, ring_fd);
 	if (ring_fd >= 0)
 		real_close()(ring_fd); /* the mappings keep the memory */
@@ -270,6 +297,14 @@ static bool conn_open(bool want_ring)
 		return false;
 	}
 	if (r.h) {
+		if (ring_orphan && ring.h) {
+			uint64_t unread = atomic_load(&ring.h->spans) - atomic_load(&ring.h->read_spans);
+			if (unread > moved && unread - moved <= UINT32_MAX)
+				drop((unsigned)(unread - moved));
+			ring_unmap(&ring);
+			ts_debug("new exporter connection: %u unread spans handed over", moved);
+		}
+		ring_orphan = false;
 		r.h->dropped = atomic_exchange(&dropped_unreported, 0);
 		ring = r;
 		ring_checked = ring_since = mono_ns();
@@ -282,26 +317,75 @@ static bool conn_open(bool want_ring)
 
 /* ---- ring mode (caller holds ring_mu) ---------------------------------------------- */
 
-/* The exporter is gone (reader_gone: what it had not read is lost) or our fd
- * was taken (the exporter still reads to the end on the hang-up). */
-static void ring_detach(bool reader_gone)
+/* The exporter refused us (frame.h TS_FRAME_REFUSED): one line, once per
+ * process, if TRACESHIM_LOG allows; counted every time. */
+static void refused(uint32_t reason)
 {
-	if (reader_gone && ring.h) {
-		uint64_t lost = atomic_load(&ring.h->spans) - atomic_load(&ring.h->read_spans);
-		if (lost <= UINT32_MAX)
-			drop((unsigned)lost);
-	}
-	ring_unmap(&ring);
+	atomic_fetch_add(&ts_refusals, 1);
+	refused_until = mono_ns() + REFUSED_RETRY_MS * 1000000ull;
+	if (atomic_exchange(&refusal_logged, true))
+		return;
+	const char *why = reason == TS_REFUSED_UID	? "this uid may not send spans to it (TRACESHIM_ALLOWED_UIDS)"
+			  : reason == TS_REFUSED_LIMIT	? "it has TRACESHIM_MAX_CONNECTIONS connections open"
+			  : reason == TS_REFUSED_RESOURCES ? "it is out of memory or file descriptors"
+							  : "unknown reason";
+	ts_warn("the exporter at %s refused this process (uid %ld): %s; its spans are dropped", ts_cfg.socket_path,
+		(long)geteuid(), why);
 }
 
+/* Reads what the exporter sent us (caller holds conn_mu): only ever a
+ * REFUSED frame, just before it closes. */
+static void conn_read_pending(int fd)
+{
+	for (int i = 0; i < 4; i++) {
+		uint8_t f[64];
+		ssize_t n = recv(fd, f, sizeof f, MSG_DONTWAIT);
+		if (n <= 0)
+			return;
+		struct ts_frame_header h;
+		uint32_t reason;
+		if (ts_frame_parse_header(f, (size_t)n, &h) && h.type == TS_FRAME_REFUSED && h.length == 4 &&
+		    (size_t)n == TS_FRAME_HEADER_SIZE + 4) {
+			memcpy(&reason, f + TS_FRAME_HEADER_SIZE, 4);
+			refused(reason);
+		}
+	}
+}
+
+/* Caller holds conn_mu. True when the exporter's end is closed (it exited,
+ * or refused us), reading a REFUSED frame if one came first. */
+static bool conn_hung_up(void)
+{
+	struct pollfd p = {.fd = atomic_load(&conn_fd), .events = POLLIN};
+	if (p.fd < 0)
+		return true;
+	if (poll(&p, 1, 0) != 1)
+		return false;
+	if (p.revents & POLLIN)
+		conn_read_pending(p.fd);
+	return p.revents & (POLLHUP | POLLERR | POLLNVAL);
+}
+
+/* Caller holds ring_mu. Connects again, handing what is unread over. */
+static void ring_reconnect(void)
+{
+	if ((ts_signal_path ? pthread_mutex_trylock(&conn_mu) : pthread_mutex_lock(&conn_mu)) != 0)
+		return;
+	conn_open(true);
+	pthread_mutex_unlock(&conn_mu);
+}
+
+/* The exporter is gone: keep the ring (orphaned) and connect again at once —
+ * a restarted exporter gets what the old one had not read. */
 static void ring_lost_connection(void)
 {
 	pthread_mutex_lock(&conn_mu);
 	conn_close();
-	last_connect_try = 0; /* a restarted exporter: reconnect on the next span */
+	last_connect_try = 0;
 	pthread_mutex_unlock(&conn_mu);
-	ring_detach(true);
-	ts_debug("exporter connection lost; spans it had not read are counted as dropped");
+	ring_orphan = true;
+	ts_debug("exporter connection lost; connecting again");
+	ring_reconnect();
 }
 
 /* WAKE: enough is unread (ring_commit), the exporter should not wait for its timer. */
@@ -316,29 +400,38 @@ static void ring_wake(void)
 	int fd = atomic_load(&conn_fd);
 	bool gone = fd < 0 || (real_send()(fd, f, w.len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN &&
 			       errno != EWOULDBLOCK && errno != ENOBUFS);
+	if (gone && fd >= 0)
+		conn_read_pending(fd); /* a refusal says why */
 	pthread_mutex_unlock(&conn_mu);
 	if (gone)
 		ring_lost_connection();
 }
 
-/* Every second at most, on a traced call: if the exporter has not looked at
- * the ring for READER_STALE_MS, is its end of the socket closed? */
-static void ring_check_reader(bool full)
+/* The heartbeat (caller holds ring_mu, ring.h set): has the reader not
+ * looked for reader_stale_ns? Loads and a compare, no system call. */
+static inline bool reader_quiet(uint64_t now)
 {
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
-	uint64_t now = (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-	if (!full && now - ring_checked < 1000000000ull)
-		return;
 	uint64_t seen = atomic_load_explicit(&ring.h->reader_ns, memory_order_relaxed);
 	if (seen < ring_since)
 		seen = ring_since; /* not looked at yet: count from the attach */
-	ring_checked = now;
-	if (now < seen || now - seen < READER_STALE_MS * 1000000ull)
+	return now > seen && now - seen >= reader_stale_ns;
+}
+
+/* A quiet reader (or an orphaned ring), before a span goes in: is the
+ * exporter still there? At most once per LIVENESS_EVERY_MS unless `now_too`
+ * (the exit path). A hang-up orphans the ring and connects again, so the
+ * span about to be written goes to the new exporter. */
+static void ring_check_reader(uint64_t now, bool now_too)
+{
+	if (ring_orphan) {
+		ring_reconnect(); /* rate-limited by RECONNECT_MS, and after a refusal */
 		return;
+	}
+	if (!now_too && ring_checked && now - ring_checked < LIVENESS_EVERY_MS * 1000000ull)
+		return;
+	ring_checked = now;
 	pthread_mutex_lock(&conn_mu);
-	struct pollfd p = {.fd = atomic_load(&conn_fd), .events = POLLIN};
-	bool gone = p.fd < 0 || (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)));
+	bool gone = conn_hung_up();
 	pthread_mutex_unlock(&conn_mu);
 	if (gone)
 		ring_lost_connection();
@@ -351,7 +444,7 @@ static uint8_t *ring_reserve_patiently(size_t len)
 	uint64_t deadline = mono_ns() + (uint64_t)ts_cfg.exit_flush_ms * 1000000ull;
 	uint8_t *dst;
 	ring_wake();
-	while (ring.h && mono_ns() < deadline) {
+	while (ring.h && !ring_orphan && mono_ns() < deadline) {
 		struct timespec ms = {0, 1000000};
 		nanosleep(&ms, NULL);
 		if (ring.h && (dst = ts_ring_reserve(&ring, len)))
@@ -377,12 +470,10 @@ static uint8_t *ring_reserve(size_t len)
 static void ring_commit(size_t len)
 {
 	uint64_t used = ts_ring_commit(&ring, len);
-	if (used >= ring.size / 2 && ring.tail_seen != woke_at_tail) {
+	if (!ring_orphan && used >= ring.size / 2 && ring.tail_seen != woke_at_tail) {
 		woke_at_tail = ring.tail_seen;
 		ring_wake();
 	}
-	if (ring.h)
-		ring_check_reader(false);
 }
 
 /* ---- submitting ------------------------------------------------------------------- */
@@ -456,9 +547,10 @@ uint8_t *ts_transport_reserve(size_t len)
 	if (socket_mode) {
 		dst = slot_reserve(len);
 	} else if (ring.h) {
-		dst = ring_reserve(len);
-		if (!dst && ring.h)
-			ring_check_reader(true);
+		uint64_t now = coarse_ns();
+		if (TS_UNLIKELY(ring_orphan || reader_quiet(now)))
+			ring_check_reader(now, false);
+		dst = ring.h ? ring_reserve(len) : NULL;
 	}
 	if (!dst) {
 		pthread_mutex_unlock(&ring_mu);
@@ -618,9 +710,26 @@ static void start_sender(void)
 
 /* ---- flushing from the application's exit paths ------------------------------------ */
 
-/* Ring mode: what was dropped late still gets reported. */
-static void ring_report_drops(void)
+/* Ring mode, at exit or exec: what was dropped late still gets reported;
+ * spans in a ring whose reader may be gone get one more chance (one poll,
+ * only when the heartbeat is stale); and a refusal the exporter sent before
+ * we had a reason to look is read, so a short-lived refused process says so.
+ * Caller holds ring_mu. */
+static void ring_before_exit(void)
 {
+	if (!ring.h)
+		return;
+	uint64_t now = coarse_ns();
+	if (ring_orphan || (ring.head != atomic_load(&ring.h->tail) && reader_quiet(now))) {
+		last_connect_try = 0;
+		ring_check_reader(now, true);
+	} else if (!atomic_load_explicit(&ring.h->reader_ns, memory_order_relaxed) &&
+		   (ts_signal_path ? pthread_mutex_trylock(&conn_mu) : pthread_mutex_lock(&conn_mu)) == 0) {
+		int fd = atomic_load(&conn_fd);
+		if (fd >= 0)
+			conn_read_pending(fd);
+		pthread_mutex_unlock(&conn_mu);
+	}
 	if (ring.h && atomic_load(&dropped_unreported))
 		atomic_fetch_add(&ring.h->dropped, atomic_exchange(&dropped_unreported, 0));
 }
@@ -633,7 +742,7 @@ void ts_transport_flush(uint32_t budget_ms)
 		/* Nothing to send: the exporter reads the ring to its end when our
 		 * connection closes (exit, exec), whatever the process does next. */
 		pthread_mutex_lock(&ring_mu);
-		ring_report_drops();
+		ring_before_exit();
 		pthread_mutex_unlock(&ring_mu);
 		errno = saved;
 		ts_in_shim--;
@@ -663,7 +772,7 @@ void ts_transport_flush_from_signal(void)
 	int saved = errno;
 	if (!socket_mode) {
 		if (pthread_mutex_trylock(&ring_mu) == 0) {
-			ring_report_drops();
+			ring_before_exit();
 			pthread_mutex_unlock(&ring_mu);
 		}
 		errno = saved;
@@ -697,7 +806,8 @@ void ts_transport_fd_closed_by_app(int fd)
 	pthread_mutex_lock(&conn_mu);
 	if (atomic_load(&conn_fd) == fd) {
 		atomic_store(&conn_fd, -1); /* the application's close() closes it */
-		ring_detach(false);        /* the exporter reads it to the end on the hang-up */
+		ring_unmap(&ring);         /* the exporter reads it to the end on the hang-up */
+		ring_orphan = false;
 	}
 	pthread_mutex_unlock(&conn_mu);
 	pthread_mutex_unlock(&ring_mu);
@@ -712,6 +822,8 @@ void ts_transport_fd_closed_by_app(int fd)
 void ts_transport_atfork_child(void)
 {
 	ring.h = NULL;
+	ring_orphan = false;
+	refused_until = 0;
 	pthread_mutex_init(&ring_mu, NULL);
 	pthread_mutex_init(&send_mu, NULL);
 	pthread_mutex_init(&conn_mu, NULL);

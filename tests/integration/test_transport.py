@@ -302,6 +302,52 @@ class Transport(tstest.TestCase):
         self.assertEqual(before, after, "sockets leaked across spawns")
         env.wait_spans(6, where="GET")
 
+    def test_a_quiet_server_keeps_delivering_across_exporter_restarts(self):
+        # A traced `python3 -m http.server` answers one request every 2 s (far
+        # too few spans for a WAKE) while its exporter is stopped and started
+        # twice: the shim notices by itself (the exporter's heartbeat in the
+        # ring header is stale, then the socket shows the hang-up), connects to
+        # the new exporter and hands it what the old one had not read — so the
+        # request answered while no exporter ran arrives too. Each request's
+        # span must arrive before the next request is made. (~25 s)
+        env = self.make_env()
+        www = self.make_tmpdir()
+        with open(os.path.join(www, "index.html"), "wb") as f:
+            f.write(b"quiet\n")
+        proc, port = httpfixture.spawn_http_server(www, env=env.environ("preload"))
+        self.addCleanup(httpfixture.stop_process, proc)
+        seen = set()
+
+        def request(tag, wait=True):
+            time.sleep(2)
+            r = env.run(["curl", "-s", "http://127.0.0.1:%d/?%s" % (port, tag)], via="plain")
+            self.assertOk(r)
+            self.assertEqual(r.stdout, b"quiet\n")
+            seen.add(tag)
+            if wait:
+                env.wait_for(lambda sp: tag in server_queries(sp), timeout=10,
+                             what="the SERVER span of ?%s (status %r)" % (tag, env.status()))
+
+        def server_queries(spans):
+            return {s["attributes"].get("url.query") for s in spans if s["kind"] == 2}
+
+        request("first-0")
+        request("first-1")
+        self.assertEqual(env.stop_exporter(), 0)
+        request("while-down", wait=False)  # into a ring nobody reads
+        env.start_exporter()
+        request("second-0")
+        request("second-1")
+        self.assertEqual(env.stop_exporter(), 0)
+        env.start_exporter()
+        request("third-0")
+        request("third-1")
+        got = env.wait_for(lambda sp: seen <= server_queries(sp), timeout=10, what="every SERVER span")
+        self.assertIsNone(proc.poll(), "the traced server kept running")
+        self.assertEqual(sorted(q for q in server_queries(got) if q), sorted(seen), "each exactly once")
+        self.assertEqual(len([s for s in got if s["kind"] == 2]), len(seen), "no span twice")
+        self.assertEqual(env.status_int("dropped_client"), 0, env.status())
+
     def test_rings_that_break_the_rules(self):
         env = self.make_env()
         rec = tsframes.span_record(os.urandom(16), os.urandom(8), "ring-ok")
