@@ -65,6 +65,9 @@ enum ts_refusal {
 	TS_REFUSED_UID = 1,       /* SO_PEERCRED uid not the exporter's, root or TRACESHIM_ALLOWED_UIDS */
 	TS_REFUSED_LIMIT = 2,     /* TRACESHIM_MAX_CONNECTIONS connections open */
 	TS_REFUSED_RESOURCES = 3, /* the exporter is out of memory or file descriptors */
+	/* never sent: the shim's own name for connect() failing with EACCES
+	 * (another user's private socket: the exporter never sees us) */
+	TS_REFUSED_SOCKET_MODE = 100,
 };
 
 enum ts_span_kind {

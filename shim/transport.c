@@ -252,6 +252,45 @@ static bool send_hello(int fd, int ring_fd)
 	return real_sendmsg()(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)w.len;
 }
 
+/* The exporter refused us (frame.h TS_FRAME_REFUSED): one line, once per
+ * process, if TRACESHIM_LOG allows; counted every time. */
+static void refused(uint32_t reason)
+{
+	atomic_fetch_add(&ts_refusals, 1);
+	refused_until = mono_ns() + REFUSED_RETRY_MS * 1000000ull;
+	if (atomic_exchange(&refusal_logged, true))
+		return;
+	const char *why = reason == TS_REFUSED_UID ? "this uid may not send spans to it (TRACESHIM_ALLOWED_UIDS)"
+			  : reason == TS_REFUSED_LIMIT ? "it has TRACESHIM_MAX_CONNECTIONS connections open"
+			  : reason == TS_REFUSED_RESOURCES ? "it is out of memory or file descriptors"
+			  : reason == TS_REFUSED_SOCKET_MODE
+			      ? "its socket belongs to another user (a private exporter; see TRACESHIM_ALLOWED_UIDS)"
+			      : "unknown reason";
+	ts_warn("the exporter at %s refused this process (uid %ld): %s; its spans are dropped", ts_cfg.socket_path,
+		(long)geteuid(), why);
+}
+
+/* Reads what the exporter sent us (caller holds conn_mu): only ever a
+ * REFUSED frame, just before it closes. */
+static void conn_read_pending(int fd)
+{
+	for (int i = 0; i < 4; i++) {
+		uint8_t f[64];
+		ssize_t n = recv(fd, f, sizeof f, MSG_DONTWAIT);
+		if (n < 0 && errno == ECONNRESET)
+			continue; /* reported once, ahead of what is queued (server.c read_frame) */
+		if (n <= 0)
+			return;
+		struct ts_frame_header h;
+		uint32_t reason;
+		if (ts_frame_parse_header(f, (size_t)n, &h) && h.type == TS_FRAME_REFUSED && h.length == 4 &&
+		    (size_t)n == TS_FRAME_HEADER_SIZE + 4) {
+			memcpy(&reason, f + TS_FRAME_HEADER_SIZE, 4);
+			refused(reason);
+		}
+	}
+}
+
 /* Connects and says HELLO. want_ring (caller holds ring_mu): also set up the
  * shared ring, or fall back to socket mode for good if it cannot be made. */
 static bool conn_open(bool want_ring)
@@ -272,7 +311,10 @@ static bool conn_open(bool want_ring)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	memcpy(sa.sun_path, ts_cfg.socket_path, strlen(ts_cfg.socket_path) + 1);
 	if (real_connect()(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		int e = errno;
 		real_close()(fd);
+		if (e == EACCES || e == EPERM)
+			refused(TS_REFUSED_SOCKET_MODE); /* another user's private exporter */
 		return false;
 	}
 	fd = move_high(fd);
@@ -292,6 +334,7 @@ static bool conn_open(bool want_ring)
 	if (ring_fd >= 0)
 		real_close()(ring_fd); /* the mappings keep the memory */
 	if (!ok) {
+		conn_read_pending(fd); /* EPIPE: refused before our HELLO went out? */
 		ring_unmap(&r);
 		real_close()(fd);
 		return false;
@@ -316,41 +359,6 @@ static bool conn_open(bool want_ring)
 }
 
 /* ---- ring mode (caller holds ring_mu) ---------------------------------------------- */
-
-/* The exporter refused us (frame.h TS_FRAME_REFUSED): one line, once per
- * process, if TRACESHIM_LOG allows; counted every time. */
-static void refused(uint32_t reason)
-{
-	atomic_fetch_add(&ts_refusals, 1);
-	refused_until = mono_ns() + REFUSED_RETRY_MS * 1000000ull;
-	if (atomic_exchange(&refusal_logged, true))
-		return;
-	const char *why = reason == TS_REFUSED_UID	? "this uid may not send spans to it (TRACESHIM_ALLOWED_UIDS)"
-			  : reason == TS_REFUSED_LIMIT	? "it has TRACESHIM_MAX_CONNECTIONS connections open"
-			  : reason == TS_REFUSED_RESOURCES ? "it is out of memory or file descriptors"
-							  : "unknown reason";
-	ts_warn("the exporter at %s refused this process (uid %ld): %s; its spans are dropped", ts_cfg.socket_path,
-		(long)geteuid(), why);
-}
-
-/* Reads what the exporter sent us (caller holds conn_mu): only ever a
- * REFUSED frame, just before it closes. */
-static void conn_read_pending(int fd)
-{
-	for (int i = 0; i < 4; i++) {
-		uint8_t f[64];
-		ssize_t n = recv(fd, f, sizeof f, MSG_DONTWAIT);
-		if (n <= 0)
-			return;
-		struct ts_frame_header h;
-		uint32_t reason;
-		if (ts_frame_parse_header(f, (size_t)n, &h) && h.type == TS_FRAME_REFUSED && h.length == 4 &&
-		    (size_t)n == TS_FRAME_HEADER_SIZE + 4) {
-			memcpy(&reason, f + TS_FRAME_HEADER_SIZE, 4);
-			refused(reason);
-		}
-	}
-}
 
 /* Caller holds conn_mu. True when the exporter's end is closed (it exited,
  * or refused us), reading a REFUSED frame if one came first. */
@@ -811,6 +819,24 @@ void ts_transport_fd_closed_by_app(int fd)
 	}
 	pthread_mutex_unlock(&conn_mu);
 	pthread_mutex_unlock(&ring_mu);
+}
+
+/* ---- credentials ---------------------------------------------------------------- */
+
+void ts_transport_keep_channel(void)
+{
+	ts_in_shim++;
+	int saved = errno;
+	pthread_mutex_lock(&ring_mu);
+	pthread_mutex_lock(&conn_mu);
+	if (atomic_load(&conn_fd) < 0) {
+		last_connect_try = 0; /* the last chance with these credentials */
+		conn_open(!socket_mode && (!ring.h || ring_orphan));
+	}
+	pthread_mutex_unlock(&conn_mu);
+	pthread_mutex_unlock(&ring_mu);
+	errno = saved;
+	ts_in_shim--;
 }
 
 /* ---- fork ---------------------------------------------------------------------------- */
