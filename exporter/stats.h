@@ -39,7 +39,8 @@
 	X(file_rotations)              \
 	X(connections_refused_uid)     \
 	X(connections_refused_limit)   \
-	X(connections_refused_resources)
+	X(connections_refused_resources) \
+	X(child_channels)
 
 /* Levels rather than totals, set by their owner, printed after queue_depth. */
 #define EXP_GAUGES(X)                  \

@@ -58,6 +58,15 @@ enum ts_frame_type {
 	/* exporter -> shim, then the exporter closes: u32 reason (ts_refusal).
 	 * The only frame the exporter sends unasked. */
 	TS_FRAME_REFUSED = 6,
+	/* shim -> exporter, empty: a connection for the child this process is
+	 * about to fork (it changed its credentials and could not connect itself;
+	 * docs/ARCHITECTURE.md §5). The reply is CHANNEL, or REFUSED (and then
+	 * this connection stays open). */
+	TS_FRAME_CHANNEL_REQ = 7,
+	/* exporter -> shim, empty, with one fd (SCM_RIGHTS): a SEQPACKET socket
+	 * the exporter serves as a new connection, admitted on the requester's
+	 * credentials; the child says HELLO on it. */
+	TS_FRAME_CHANNEL = 8,
 };
 
 /* Why the exporter refused a connection (TS_FRAME_REFUSED's payload). */

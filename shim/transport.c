@@ -80,6 +80,13 @@ static uint64_t reader_stale_ns;
 /* After a refusal (TS_FRAME_REFUSED): no connect before this (mono ns). */
 #define REFUSED_RETRY_MS 10000
 static uint64_t refused_until;
+/* Fork after a credential change (docs/ARCHITECTURE.md §5): the child's
+ * connection, made by the exporter at the parent's request in the prepare
+ * handler; in the child it is conn_fd, not yet introduced by a HELLO. */
+static _Atomic bool creds_changed;
+static int child_channel = -1;
+static bool conn_needs_hello;
+#define CHANNEL_WAIT_MS 200
 _Atomic uint32_t ts_refusals;
 static _Atomic bool refusal_logged;
 _Atomic uint64_t ts_dropped_spans;
@@ -163,6 +170,7 @@ static void start_sender(void);
 
 static void conn_close(void)
 {
+	conn_needs_hello = false;
 	int fd = atomic_exchange(&conn_fd, -1);
 	if (fd >= 0)
 		real_close()(fd);
@@ -291,33 +299,18 @@ static void conn_read_pending(int fd)
 	}
 }
 
+static int conn_connect(void);
+
 /* Connects and says HELLO. want_ring (caller holds ring_mu): also set up the
  * shared ring, or fall back to socket mode for good if it cannot be made. */
 static bool conn_open(bool want_ring)
 {
-	if (atomic_load(&conn_fd) >= 0)
+	int fd = atomic_load(&conn_fd);
+	bool inherited = fd >= 0 && conn_needs_hello; /* a child channel (fork after a credential change) */
+	if (fd >= 0 && !inherited)
 		return true;
-	uint64_t now = mono_ns();
-	if (last_connect_try && now - last_connect_try < RECONNECT_MS * 1000000ull)
+	if (!inherited && (fd = conn_connect()) < 0)
 		return false;
-	if (now < refused_until && !ts_signal_path)
-		return false;
-	last_connect_try = now;
-	if (!ts_cfg.socket_path[0])
-		return false;
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return false;
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	memcpy(sa.sun_path, ts_cfg.socket_path, strlen(ts_cfg.socket_path) + 1);
-	if (real_connect()(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-		int e = errno;
-		real_close()(fd);
-		if (e == EACCES || e == EPERM)
-			refused(TS_REFUSED_SOCKET_MODE); /* another user's private exporter */
-		return false;
-	}
-	fd = move_high(fd);
 	struct ts_ring r = {0};
 	int ring_fd = -1;
 	if (want_ring) {
@@ -333,9 +326,11 @@ static bool conn_open(bool want_ring)
 	bool ok = send_hello(fd, ring_fd);
 	if (ring_fd >= 0)
 		real_close()(ring_fd); /* the mappings keep the memory */
+	conn_needs_hello = false;
 	if (!ok) {
 		conn_read_pending(fd); /* EPIPE: refused before our HELLO went out? */
 		ring_unmap(&r);
+		atomic_store(&conn_fd, -1);
 		real_close()(fd);
 		return false;
 	}
@@ -354,8 +349,36 @@ static bool conn_open(bool want_ring)
 	}
 	last_connect_try = 0;
 	atomic_store(&conn_fd, fd);
-	ts_debug("connected to exporter at %s (fd %d, %s)", ts_cfg.socket_path, fd, r.h ? "ring" : "socket");
+	ts_debug("connected to exporter at %s (fd %d, %s%s)", ts_cfg.socket_path, fd, r.h ? "ring" : "socket",
+		 inherited ? ", a child channel" : "");
 	return true;
+}
+
+/* A new connected socket (high, CLOEXEC, non-blocking), or -1: at most one
+ * try per RECONNECT_MS, none while a refusal holds. */
+static int conn_connect(void)
+{
+	uint64_t now = mono_ns();
+	if (last_connect_try && now - last_connect_try < RECONNECT_MS * 1000000ull)
+		return -1;
+	if (now < refused_until && !ts_signal_path)
+		return -1;
+	last_connect_try = now;
+	if (!ts_cfg.socket_path[0])
+		return -1;
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path, ts_cfg.socket_path, strlen(ts_cfg.socket_path) + 1);
+	if (real_connect()(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		int e = errno;
+		real_close()(fd);
+		if (e == EACCES || e == EPERM)
+			refused(TS_REFUSED_SOCKET_MODE); /* another user's private exporter */
+		return -1;
+	}
+	return move_high(fd);
 }
 
 /* ---- ring mode (caller holds ring_mu) ---------------------------------------------- */
@@ -814,6 +837,7 @@ void ts_transport_fd_closed_by_app(int fd)
 	pthread_mutex_lock(&conn_mu);
 	if (atomic_load(&conn_fd) == fd) {
 		atomic_store(&conn_fd, -1); /* the application's close() closes it */
+		conn_needs_hello = false;
 		ring_unmap(&ring);         /* the exporter reads it to the end on the hang-up */
 		ring_orphan = false;
 	}
@@ -829,14 +853,90 @@ void ts_transport_keep_channel(void)
 	int saved = errno;
 	pthread_mutex_lock(&ring_mu);
 	pthread_mutex_lock(&conn_mu);
-	if (atomic_load(&conn_fd) < 0) {
+	if (atomic_load(&conn_fd) < 0 || conn_needs_hello) {
 		last_connect_try = 0; /* the last chance with these credentials */
 		conn_open(!socket_mode && (!ring.h || ring_orphan));
 	}
+	atomic_store_explicit(&creds_changed, true, memory_order_relaxed); /* from now on a fork asks the exporter for its child's channel */
 	pthread_mutex_unlock(&conn_mu);
 	pthread_mutex_unlock(&ring_mu);
 	errno = saved;
 	ts_in_shim--;
+}
+
+/* The exporter's answer to CHANNEL_REQ on fd (caller holds conn_mu): the
+ * child's connection, or -1 after CHANNEL_WAIT_MS, a refusal or a hang-up. */
+static int channel_request(int fd)
+{
+	uint8_t f[TS_FRAME_HEADER_SIZE];
+	struct ts_wbuf w;
+	ts_wbuf_init(&w, f, sizeof f);
+	ts_frame_begin(&w, TS_FRAME_CHANNEL_REQ, 0);
+	ts_frame_finish(&w);
+	if (real_send()(fd, f, w.len, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)w.len)
+		return -1;
+	uint64_t deadline = mono_ns() + CHANNEL_WAIT_MS * 1000000ull;
+	for (;;) {
+		uint64_t now = mono_ns();
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (now >= deadline || poll(&p, 1, (int)((deadline - now) / 1000000ull) + 1) <= 0 ||
+		    !(p.revents & POLLIN))
+			return -1;
+		uint8_t in[64];
+		struct iovec iov = {.iov_base = in, .iov_len = sizeof in};
+		union {
+			struct cmsghdr align;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} ctl;
+		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+		ssize_t n = recvmsg(fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n <= 0)
+			return -1;
+		int got = -1;
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(&got, CMSG_DATA(c), sizeof got);
+		struct ts_frame_header h;
+		bool parsed = ts_frame_parse_header(in, (size_t)n, &h);
+		if (parsed && h.type == TS_FRAME_CHANNEL && got >= 0) {
+			int fl = fcntl(got, F_GETFL);
+			if (fl >= 0)
+				fcntl(got, F_SETFL, fl | O_NONBLOCK);
+			return move_high(got);
+		}
+		if (got >= 0)
+			real_close()(got);
+		if (parsed && h.type == TS_FRAME_REFUSED && h.length == 4) {
+			uint32_t reason;
+			memcpy(&reason, in + TS_FRAME_HEADER_SIZE, 4);
+			refused(reason);
+			return -1;
+		}
+	}
+}
+
+/* fork() in a process that changed its credentials: its child could not
+ * connect (the exporter would see the new uid), so the parent asks the
+ * exporter for a connection on the child's behalf, now, on the channel it
+ * kept (one round trip, at most CHANNEL_WAIT_MS; only in such processes). */
+void ts_transport_atfork_prepare(void)
+{
+	if (TS_LIKELY(!atomic_load_explicit(&creds_changed, memory_order_relaxed)) || ts_foreign_child())
+		return;
+	int saved = errno;
+	pthread_mutex_lock(&conn_mu);
+	int fd = atomic_load(&conn_fd);
+	child_channel = fd >= 0 && !conn_needs_hello ? channel_request(fd) : -1;
+	pthread_mutex_unlock(&conn_mu);
+	errno = saved;
+}
+
+void ts_transport_atfork_parent(void)
+{
+	if (TS_UNLIKELY(child_channel >= 0)) {
+		real_close()(child_channel);
+		child_channel = -1;
+	}
 }
 
 /* ---- fork ---------------------------------------------------------------------------- */
@@ -857,6 +957,10 @@ void ts_transport_atfork_child(void)
 	int fd = atomic_exchange(&conn_fd, -1);
 	if (fd >= 0)
 		real_close()(fd);
+	conn_needs_hello = child_channel >= 0;
+	if (child_channel >= 0) /* the exporter made it for us: HELLO on it at the first span */
+		atomic_store(&conn_fd, child_channel);
+	child_channel = -1;
 	last_connect_try = 0;
 	atomic_store(&sender_started, 0);
 	atomic_store(&dropped_unreported, 0);

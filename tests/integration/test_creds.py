@@ -144,6 +144,40 @@ class PrivilegeDrop(tstest.TestCase):
         del sandbox
         self.assertEqual(env.status_int("connections_refused"), 0, env.status())
 
+    def test_a_child_forked_after_the_switch_gets_a_channel_of_its_own(self):
+        # The child of a process that is nobody now could not connect itself:
+        # the parent asks the exporter for a connection on its behalf at fork
+        # (CHANNEL_REQ). Its spans arrive as its own process's, the parent's too.
+        env = self.make_env()
+        srv = self.start_http_server()
+        code = """if True:
+            import os, sys, urllib.request
+            get = lambda tag: urllib.request.urlopen(sys.argv[1] + "?" + tag, timeout=10).read()
+            get("root")
+            os.setgroups([]); os.setgid(65534); os.setuid(65534)
+            get("parent-as-nobody")
+            pid = os.fork()
+            if pid == 0:
+                get("child")
+                os._exit(0)
+            os.waitpid(pid, 0)
+            get("parent-after-fork")
+            print(pid)
+        """
+        r = env.run(["/usr/bin/python3", "-c", code, srv.url("/")], via="preload", cwd="/")
+        self.assertOk(r)
+        child = int(r.stdout)
+        spans = env.wait_spans(4, where=lambda s: s["kind"] == CLIENT, what="4 GETs")
+        gets = {s["attrs"]["url.full"].rsplit("?", 1)[1]: int(s["resource"]["process.pid"])
+                for s in spans if s["kind"] == CLIENT}
+        self.assertEqual(sorted(gets), ["child", "parent-after-fork", "parent-as-nobody", "root"])
+        self.assertEqual(gets["child"], child, "the child's span carries the child's resource")
+        self.assertEqual(len({gets["root"], gets["parent-as-nobody"], gets["parent-after-fork"]}), 1)
+        self.assertNotEqual(gets["root"], child)
+        st = env.status()
+        self.assertEqual(int(st["child_channels"]), 1, st)
+        self.assertEqual(int(st["connections_refused"]), 0, st)
+
     def test_a_process_that_is_another_uid_from_the_start_is_refused(self):
         # No widening: what keeps the channel is having connected before the
         # switch. python started as nobody (setpriv, itself traced, connects
