@@ -233,6 +233,8 @@ class Refusals(tstest.TestCase):
         self.assertOk(st)
         self.assertIn(b"connections_refused_limit=2\n", st.stdout)
         self.assertIn(b"connections_refused_uid=0\n", st.stdout)
+        self.assertIn(b"2 connection(s) refused: 0 by uid (TRACESHIM_ALLOWED_UIDS), 2 over the connection limit",
+                      st.stderr)
 
     def test_uid_not_allowed(self):
         if os.geteuid() != 0:
