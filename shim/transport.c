@@ -579,7 +579,8 @@ uint8_t *ts_transport_reserve(size_t len)
 		dst = slot_reserve(len);
 	} else if (ring.h) {
 		uint64_t now = coarse_ns();
-		if (TS_UNLIKELY(ring_orphan || reader_quiet(now)))
+		/* not from a signal handler: the check takes conn_mu */
+		if (TS_UNLIKELY(ring_orphan || reader_quiet(now)) && !ts_signal_path)
 			ring_check_reader(now, false);
 		dst = ring.h ? ring_reserve(len) : NULL;
 	}
@@ -751,11 +752,13 @@ static void ring_before_exit(void)
 	if (!ring.h)
 		return;
 	uint64_t now = coarse_ns();
-	if (ring_orphan || (ring.head != atomic_load(&ring.h->tail) && reader_quiet(now))) {
+	if (ts_signal_path) {
+		/* a fatal signal: no lock we cannot try, so no liveness check */
+	} else if (ring_orphan || (ring.head != atomic_load(&ring.h->tail) && reader_quiet(now))) {
 		last_connect_try = 0;
 		ring_check_reader(now, true);
 	} else if (!atomic_load_explicit(&ring.h->reader_ns, memory_order_relaxed) &&
-		   (ts_signal_path ? pthread_mutex_trylock(&conn_mu) : pthread_mutex_lock(&conn_mu)) == 0) {
+		   pthread_mutex_lock(&conn_mu) == 0) {
 		int fd = atomic_load(&conn_fd);
 		if (fd >= 0)
 			conn_read_pending(fd);
@@ -924,6 +927,8 @@ void ts_transport_atfork_prepare(void)
 	if (TS_LIKELY(!atomic_load_explicit(&creds_changed, memory_order_relaxed)) || ts_foreign_child())
 		return;
 	int saved = errno;
+	if (conn_needs_hello) /* a child channel of our own not used yet: introduce ourselves first */
+		ts_transport_keep_channel();
 	pthread_mutex_lock(&conn_mu);
 	int fd = atomic_load(&conn_fd);
 	child_channel = fd >= 0 && !conn_needs_hello ? channel_request(fd) : -1;
