@@ -86,6 +86,7 @@ static uint64_t refused_until;
 static _Atomic bool creds_changed;
 static int child_channel = -1;
 static bool conn_needs_hello;
+static uid_t conn_euid = (uid_t)-1; /* who we were when we connected */
 #define CHANNEL_WAIT_MS 200
 _Atomic uint32_t ts_refusals;
 static _Atomic bool refusal_logged;
@@ -378,6 +379,7 @@ static int conn_connect(void)
 			refused(TS_REFUSED_SOCKET_MODE); /* another user's private exporter */
 		return -1;
 	}
+	conn_euid = geteuid();
 	return move_high(fd);
 }
 
@@ -927,6 +929,11 @@ void ts_transport_atfork_prepare(void)
 	if (TS_LIKELY(!atomic_load_explicit(&creds_changed, memory_order_relaxed)) || ts_foreign_child())
 		return;
 	int saved = errno;
+	uid_t now = geteuid();
+	if (now == 0 || now == conn_euid) { /* the child can connect as well as we did */
+		errno = saved;
+		return;
+	}
 	if (conn_needs_hello) /* a child channel of our own not used yet: introduce ourselves first */
 		ts_transport_keep_channel();
 	pthread_mutex_lock(&conn_mu);
