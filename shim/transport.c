@@ -88,7 +88,7 @@ static int child_channel = -1;
 static bool conn_needs_hello;
 static uid_t conn_euid = (uid_t)-1; /* who we were when we connected */
 #define CHANNEL_WAIT_MS 200
-_Atomic uint32_t ts_refusals;
+static _Atomic uint32_t refusals; /* times the exporter refused us (or its socket was not ours) */
 static _Atomic bool refusal_logged;
 _Atomic uint64_t ts_dropped_spans;
 __thread int ts_signal_path TS_TLS;
@@ -265,7 +265,7 @@ static bool send_hello(int fd, int ring_fd)
  * process, if TRACESHIM_LOG allows; counted every time. */
 static void refused(uint32_t reason)
 {
-	atomic_fetch_add(&ts_refusals, 1);
+	atomic_fetch_add(&refusals, 1);
 	refused_until = mono_ns() + REFUSED_RETRY_MS * 1000000ull;
 	if (atomic_exchange(&refusal_logged, true))
 		return;
@@ -768,6 +768,8 @@ static void ring_before_exit(void)
 	}
 	if (ring.h && atomic_load(&dropped_unreported))
 		atomic_fetch_add(&ring.h->dropped, atomic_exchange(&dropped_unreported, 0));
+	if (TS_UNLIKELY(atomic_load_explicit(&refusals, memory_order_relaxed)))
+		ts_debug("refused by the exporter %u times", atomic_load(&refusals));
 }
 
 void ts_transport_flush(uint32_t budget_ms)
