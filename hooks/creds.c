@@ -6,8 +6,10 @@
  * it started with: it keeps the channel it was entitled to, and nothing more
  * (docs/ARCHITECTURE.md §5, "Processes that change their credentials").
  * glibc's initgroups calls its internal setgroups, not the PLT one: both
- * are hooked. */
+ * are hooked. setfsuid/setfsgid change no SO_PEERCRED field, but connect()
+ * checks the socket file's permissions with the filesystem ids. */
 #include <grp.h>
+#include <sys/fsuid.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -22,6 +24,8 @@ TS_REAL(setregid, int, (gid_t, gid_t))
 TS_REAL(setresgid, int, (gid_t, gid_t, gid_t))
 TS_REAL(setgroups, int, (size_t, const gid_t *))
 TS_REAL(initgroups, int, (const char *, gid_t))
+TS_REAL(setfsuid, int, (uid_t))
+TS_REAL(setfsgid, int, (gid_t))
 
 /* A vfork child (python's subprocess with user=) shares our memory: it
  * leaves the parent's connection alone, and the image it execs connects with
@@ -90,4 +94,16 @@ TS_EXPORT int initgroups(const char *user, gid_t group)
 {
 	before_cred_change();
 	return real_initgroups()(user, group);
+}
+
+TS_EXPORT int setfsuid(uid_t fsuid)
+{
+	before_cred_change();
+	return real_setfsuid()(fsuid);
+}
+
+TS_EXPORT int setfsgid(gid_t fsgid)
+{
+	before_cred_change();
+	return real_setfsgid()(fsgid);
 }
