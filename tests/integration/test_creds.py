@@ -9,6 +9,8 @@ Needs root (skipped otherwise). ~10 s."""
 import os
 import pwd
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 
@@ -253,6 +255,46 @@ class Refusals(tstest.TestCase):
         tstest.wait_until(lambda: env.status_int("connections_refused_uid") >= 1, 5,
                           lambda: "a uid refusal counted: %r" % env.status())
         self.assertEqual(env.status_int("connections_refused_limit"), 0)
+
+
+CHANNEL_REQ, CHANNEL, REFUSED = 7, 8, 6  # shim/frame.h
+
+
+class ChildChannel(tstest.TestCase):
+    """The exporter's side of CHANNEL_REQ, played by hand: a connection of
+    its own for the child (own HELLO, own resource), bounded by
+    TRACESHIM_MAX_CONNECTIONS — over it the reply is REFUSED and the
+    requester's connection goes on."""
+
+    def request(self, c):
+        c.sock.send(tsframes.frame(CHANNEL_REQ, b""))
+        msg, fds, _, _ = socket.recv_fds(c.sock, 64, 1)
+        return tsframes.HEADER.unpack_from(msg)[2], fds, msg
+
+    def test_child_channel_and_its_bound(self):
+        env = self.make_env(env={"TRACESHIM_MAX_CONNECTIONS": "2"})
+        parent = tsframes.Client(env.socket, service="parent")
+        self.addCleanup(parent.close)
+        ftype, fds, _ = self.request(parent)
+        self.assertEqual((ftype, len(fds)), (CHANNEL, 1))
+        child = socket.socket(fileno=fds[0])
+        self.addCleanup(child.close)
+        child.sendall(tsframes.frame(tsframes.HELLO, tsframes.hello_payload("child")))
+        child.sendall(tsframes.frame(tsframes.SPANS, tsframes.spans_payload(
+            [tsframes.span_record(os.urandom(16), os.urandom(8), "from-child")])))
+        # two connections now: the next request is refused, the parent goes on
+        ftype, fds, msg = self.request(parent)
+        self.assertEqual((ftype, fds), (REFUSED, []))
+        self.assertEqual(msg[tsframes.HEADER.size:], struct.pack("=I", 2), "reason: the connection limit")
+        parent.send_spans(1, name="from-parent")
+        spans = env.wait_spans(2, where=lambda s: s["name"].startswith("from-"), settle=0)
+        by_name = {s["name"]: s["resource"]["service.name"] for s in spans}
+        self.assertEqual(by_name, {"from-child": "child", "from-parent": "parent"})
+        child.close()
+        parent.close()
+        st = env.status()
+        self.assertEqual(int(st["child_channels"]), 1, st)
+        self.assertEqual(int(st["connections_refused_limit"]), 1, st)
 
 
 if __name__ == "__main__":
