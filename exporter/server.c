@@ -429,6 +429,11 @@ static bool on_hello(struct exp_server *s, struct exp_conn *c, const uint8_t *p,
 	}
 	exp_resource_unref(c->res); /* a second HELLO replaces the resource */
 	c->res = r;
+	if (!c->pid && len >= 4) { /* a child connection (CHANNEL_REQ): no SO_PEERCRED pid, for the logs */
+		uint32_t pid;
+		memcpy(&pid, p, 4);
+		c->pid = (pid_t)pid;
+	}
 	return true;
 }
 
