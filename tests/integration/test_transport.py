@@ -349,6 +349,28 @@ class Transport(tstest.TestCase):
         self.assertEqual(len([s for s in got if s["kind"] == 2]), len(seen), "no span twice")
         self.assertEqual(env.status_int("dropped_client"), 0, env.status())
 
+    def test_no_system_call_per_span(self):
+        # The liveness check reads the exporter's heartbeat against the coarse
+        # clock (vDSO); only a stale heartbeat costs a poll, at most one a
+        # second. curl fetching 300 URLs keep-alive (~900 spans) under strace:
+        # the shim's socket sees its HELLO and, on a loaded machine, a poll
+        # or two — never one per span. (~3 s)
+        env = self.make_env()
+        trace = os.path.join(self.make_tmpdir(), "strace.txt")
+        n = 300
+        r = env.run(["strace", "-f", "-o", trace, "-e", "trace=%network,%desc,poll,ppoll",
+                     "curl", "-s", "-o", "/dev/null"] + ["%s?i=%d" % (self.url, i) for i in range(n)],
+                    via="preload", timeout=120)
+        self.assertOk(r)
+        env.wait_spans(n, where="GET")
+        with open(trace) as f:
+            lines = f.read().splitlines()
+        hello = [ln for ln in lines if "SCM_RIGHTS" in ln and "sendmsg(" in ln]
+        self.assertEqual(len(hello), 1, "one HELLO with the ring")
+        fd = hello[0].split("sendmsg(", 1)[1].split(",", 1)[0]
+        own = [ln for ln in lines if "(%s," % fd in ln or "fd=%s," % fd in ln or "(%s)" % fd in ln]
+        self.assertLess(len(own), 1 + 5, "system calls on the shim's socket (fd %s):\n%s" % (fd, "\n".join(own)))
+
     def test_rings_that_break_the_rules(self):
         env = self.make_env()
         rec = tsframes.span_record(os.urandom(16), os.urandom(8), "ring-ok")
