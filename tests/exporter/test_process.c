@@ -199,7 +199,9 @@ Test(process, status_keys_in_order)
 			      "export_errors", "dropped_sampled_out", "dropped_rejected", "dropped_spool_full",
 			      "export_attempts", "export_retries", "spooled_spans_total",
 			      "spool_replayed_spans", "spool_corrupt_files", "tail_kept_traces",
-			      "tail_dropped_traces", "tail_decided_early", "refused_hellos", "file_rotations", "queue_depth",
+			      "tail_dropped_traces", "tail_decided_early", "refused_hellos", "file_rotations",
+			      "connections_refused_uid", "connections_refused_limit", "connections_refused_resources",
+			      "child_channels", "queue_depth",
 			      "outbox_spans", "spooled_spans", "spool_files", "spool_bytes",
 			      "tail_pending_spans", "tail_pending_traces", "ring_connections", "tail_sampling", "last_error",
 			      "last_error_at"};
