@@ -138,6 +138,12 @@ http {{
       proxy_ssl_name localhost;
     }}
   }}
+  server {{
+    listen 127.0.0.1:{h2port} ssl http2;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    root {dir}/www;
+  }}
 }}
 """
 
@@ -156,10 +162,10 @@ class Tls(tstest.TestCase):
             f.write(tstest.INDEX_BODY)
         with open(os.path.join(d, "www", "big.bin"), "wb") as f:
             f.write(os.urandom(3 << 20))
-        port, plain = httpfixture.free_port(), httpfixture.free_port()
+        port, plain, self.h2port = httpfixture.free_port(), httpfixture.free_port(), httpfixture.free_port()
         with open(os.path.join(d, "nginx.conf"), "w") as f:
-            f.write(NGINX_CONF.format(dir=d, port=port, plain=plain, cert=self.cert, key=self.key,
-                                      upstream=upstream))
+            f.write(NGINX_CONF.format(dir=d, port=port, plain=plain, h2port=self.h2port, cert=self.cert,
+                                      key=self.key, upstream=upstream))
         proc = env.spawn([nginx, "-c", os.path.join(d, "nginx.conf"), "-e", os.path.join(d, "error.log")],
                          via="preload", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.addCleanup(httpfixture.stop_process, proc)
@@ -204,6 +210,23 @@ class Tls(tstest.TestCase):
         self.assertEqual(len(conn), 1)
         self.assertIn(conn[0]["attrs"].get("tls.protocol.version"), ("1.2", "1.3"))
         self.assertEqual(client["attrs"]["network.peer.port"], port)
+
+    def test_alpn_h2_is_left_untraced_and_unbroken(self):
+        """curl --http2 negotiates h2 with nginx: until an HTTP/2 tracer exists
+        the session is passed through untouched (the page is the page, no
+        HTTP spans), and the connection span says h2."""
+        env = self.make_env()
+        self.start_nginx(env)
+        r = env.run(["curl", "-s", "--http2", "--cacert", self.cert, "-w", "%{http_version}",
+                     "https://localhost:%d/index.html" % self.h2port])
+        self.assertOk(r)
+        self.assertEqual(r.stdout, tstest.INDEX_BODY + b"2")
+        spans = env.wait_spans(1, where=lambda s: s["name"] == "connection"
+                               and s["attrs"].get("service.name") == "unknown_service:curl")
+        conn = [s for s in spans if s["name"] == "connection" and s["attrs"].get("service.name") ==
+                "unknown_service:curl"]
+        self.assertEqual(conn[0]["attrs"].get("tls.next_protocol"), "h2")
+        self.assertEqual([s for s in env.spans() if s["kind"] in (SERVER, CLIENT)], [])
 
     def test_wget_gnutls_to_nginx_ssl(self):
         env = self.make_env()
