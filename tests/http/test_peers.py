@@ -19,14 +19,7 @@ ERROR = 2
 NODE_DIR = os.path.join(tstest.tsenv.SOURCE_DIR, "tests", ".cache", "node-interop")
 
 
-def by_kind(spans, kind, **attrs):
-    return [s for s in spans if s["kind"] == kind and all(s["attrs"].get(k) == v for k, v in attrs.items())]
-
-
-def one(test, spans, kind, **attrs):
-    got = by_kind(spans, kind, **attrs)
-    test.assertEqual(len(got), 1, "want one kind=%d span with %r:\n%s" % (kind, attrs, spanlib.describe(spans)))
-    return got[0]
+by_kind, one = tstest.by_kind, tstest.one
 
 
 class PythonServer(tstest.TestCase):
@@ -103,21 +96,7 @@ class PythonServer(tstest.TestCase):
         self.assertEqual(server["trace_state"], "")
 
 
-NGINX_CONF = """
-daemon off;
-master_process on;
-worker_processes 1;
-error_log {dir}/error.log warn;
-pid {dir}/nginx.pid;
-user root;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
+NGINX_SERVER = """
   sendfile on;
   server {{
     listen 127.0.0.1:{port};
@@ -127,26 +106,18 @@ http {{
       {proxy_extra}
     }}
   }}
-}}
 """
 
 
 class Nginx(tstest.TestCase):
     def start_nginx(self, env, upstream=9, proxy_extra=""):
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        if not os.path.exists(nginx):
-            self.fail("nginx is not installed (scripts/bootstrap.sh installs nginx-light)")
         d = self.make_tmpdir()
         os.makedirs(os.path.join(d, "www"))
         with open(os.path.join(d, "www", "index.html"), "wb") as f:
             f.write(tstest.INDEX_BODY * 20)  # big enough for sendfile to matter
         port = httpfixture.free_port()
-        with open(os.path.join(d, "nginx.conf"), "w") as f:
-            f.write(NGINX_CONF.format(dir=d, port=port, upstream=upstream, proxy_extra=proxy_extra))
-        proc = env.spawn([nginx, "-c", os.path.join(d, "nginx.conf"), "-e", os.path.join(d, "error.log")],
-                         via="preload", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.addCleanup(httpfixture.stop_process, proc)
-        httpfixture.wait_port(port, proc=proc)
+        servers = NGINX_SERVER.format(dir=d, port=port, upstream=upstream, proxy_extra=proxy_extra)
+        httpfixture.spawn_nginx(self, env, d, httpfixture.nginx_conf(d, servers), port)
         return port
 
     def test_nginx_serves_a_static_file(self):

@@ -24,26 +24,11 @@ from tstest import spanlib  # noqa: E402
 
 SERVER, CLIENT = 2, 3
 
-NGINX_CONF = """
-daemon off;
-master_process on;
-worker_processes 1;
-error_log {dir}/error.log warn;
-pid {dir}/nginx.pid;
-user nobody nogroup;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
+NGINX_SERVER = """
   server {{
     listen 127.0.0.1:{port};
     root {dir}/www;
   }}
-}}
 """
 
 
@@ -79,19 +64,14 @@ class PrivilegeDrop(tstest.TestCase):
     def test_nginx_worker_as_nobody_reaches_roots_private_exporter(self):
         env = self.make_env()
         self.assertEqual(os.stat(env.socket).st_mode & 0o777, 0o600, "the default private exporter")
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         d = self.open_tmpdir()
         os.makedirs(os.path.join(d, "www"))
         with open(os.path.join(d, "www", "index.html"), "wb") as f:
             f.write(b"as nobody\n")
         os.chmod(os.path.join(d, "www", "index.html"), 0o644)
         port = httpfixture.free_port()
-        with open(os.path.join(d, "nginx.conf"), "w") as f:
-            f.write(NGINX_CONF.format(dir=d, port=port))
-        proc = env.spawn([nginx, "-c", os.path.join(d, "nginx.conf"), "-e", os.path.join(d, "error.log")],
-                         via="preload", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.addCleanup(httpfixture.stop_process, proc)
-        httpfixture.wait_port(port, proc=proc)
+        conf = httpfixture.nginx_conf(d, NGINX_SERVER.format(dir=d, port=port), user="nobody nogroup")
+        proc = httpfixture.spawn_nginx(self, env, d, conf, port)
         n = 20
         urls = ["http://127.0.0.1:%d/index.html?n=%d" % (port, i) for i in range(n)]
         r = env.run(["curl", "-s"] + urls, via="plain")

@@ -8,7 +8,6 @@ import asyncio
 import hashlib
 import os
 import re
-import shutil
 import socket
 import ssl
 import subprocess
@@ -28,14 +27,7 @@ TLS_CLIENT = os.path.join(tstest.tsenv.BUILD_DIR, "tests", "tls", "tls_client")
 GNUTLS_CLIENT = os.path.join(tstest.tsenv.BUILD_DIR, "tests", "tls", "gnutls_client")
 
 
-def by_kind(spans, kind, **attrs):
-    return [s for s in spans if s["kind"] == kind and all(s["attrs"].get(k) == v for k, v in attrs.items())]
-
-
-def one(test, spans, kind, **attrs):
-    got = by_kind(spans, kind, **attrs)
-    test.assertEqual(len(got), 1, "want one kind=%d span with %r:\n%s" % (kind, attrs, spanlib.describe(spans)))
-    return got[0]
+by_kind, one = tstest.by_kind, tstest.one
 
 
 def make_cert(d):
@@ -111,21 +103,7 @@ class RecordingTlsServer:
         self.sock.close()
 
 
-NGINX_CONF = """
-daemon off;
-master_process on;
-worker_processes 1;
-error_log {dir}/error.log warn;
-pid {dir}/nginx.pid;
-user root;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
+NGINX_SERVERS = """
   server {{
     listen 127.0.0.1:{port} ssl;
     listen 127.0.0.1:{plain};
@@ -144,7 +122,6 @@ http {{
     ssl_certificate_key {key};
     root {dir}/www;
   }}
-}}
 """
 
 
@@ -155,7 +132,6 @@ class Tls(tstest.TestCase):
         self.cert, self.key = make_cert(self.d)
 
     def start_nginx(self, env, upstream=9):
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         d = self.make_tmpdir()
         os.makedirs(os.path.join(d, "www"))
         with open(os.path.join(d, "www", "index.html"), "wb") as f:
@@ -163,13 +139,9 @@ class Tls(tstest.TestCase):
         with open(os.path.join(d, "www", "big.bin"), "wb") as f:
             f.write(os.urandom(3 << 20))
         port, plain, self.h2port = httpfixture.free_port(), httpfixture.free_port(), httpfixture.free_port()
-        with open(os.path.join(d, "nginx.conf"), "w") as f:
-            f.write(NGINX_CONF.format(dir=d, port=port, plain=plain, h2port=self.h2port, cert=self.cert,
-                                      key=self.key, upstream=upstream))
-        proc = env.spawn([nginx, "-c", os.path.join(d, "nginx.conf"), "-e", os.path.join(d, "error.log")],
-                         via="preload", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.addCleanup(httpfixture.stop_process, proc)
-        httpfixture.wait_port(port, proc=proc)
+        servers = NGINX_SERVERS.format(dir=d, port=port, plain=plain, h2port=self.h2port, cert=self.cert,
+                                       key=self.key, upstream=upstream)
+        httpfixture.spawn_nginx(self, env, d, httpfixture.nginx_conf(d, servers), port)
         return port, plain, os.path.join(d, "www")
 
     def recording(self, **kw):
