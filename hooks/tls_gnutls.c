@@ -39,16 +39,6 @@ TS_REAL_LIB(gnutls_server_name_get, int, (gnutls_session_t, void *, size_t *, un
 TS_REAL_LIB(gnutls_error_is_fatal, int, (int), LIBGNUTLS)
 TS_REAL_LIB(gnutls_strerror_name, const char *, (int), LIBGNUTLS)
 
-static __thread int depth TS_TLS;
-
-static void copy(char *dst, size_t cap, const char *src, size_t n)
-{
-	if (n >= cap)
-		n = cap - 1;
-	memcpy(dst, src, n);
-	dst[n] = 0;
-}
-
 /* GnuTLS says neither whether a session is a server's nor when it has none
  * of the names below: the role comes from the socket (accepted or not). */
 static bool gtls_info(void *sess, struct ts_conn_info *c)
@@ -63,19 +53,19 @@ static bool gtls_info(void *sess, struct ts_conn_info *c)
 	unsigned type = 0;
 	if (real_gnutls_server_name_get() && real_gnutls_server_name_get()(sess, name, &nlen, &type, 0) == 0 &&
 	    type == 1 /* GNUTLS_NAME_DNS */)
-		copy(c->server_address, sizeof c->server_address, name, nlen);
+		ts_tls_copy(c->server_address, sizeof c->server_address, name, nlen);
 	if (real_gnutls_protocol_get_version() && real_gnutls_protocol_get_name()) {
 		const char *v = real_gnutls_protocol_get_name()(real_gnutls_protocol_get_version()(sess));
 		if (v && !strncmp(v, "TLS", 3)) /* "TLS1.3" → "1.3" */
-			copy(c->tls_version, sizeof c->tls_version, v + 3, strlen(v + 3));
+			ts_tls_copy(c->tls_version, sizeof c->tls_version, v + 3, strlen(v + 3));
 	}
 	const char *cs = real_gnutls_ciphersuite_get() ? real_gnutls_ciphersuite_get()(sess) : NULL;
 	if (cs)
-		copy(c->tls_cipher, sizeof c->tls_cipher, cs, strlen(cs));
+		ts_tls_copy(c->tls_cipher, sizeof c->tls_cipher, cs, strlen(cs));
 	gnutls_datum_t d = {0};
 	if (real_gnutls_alpn_get_selected_protocol() && real_gnutls_alpn_get_selected_protocol()(sess, &d) == 0 &&
 	    d.data)
-		copy(c->alpn, sizeof c->alpn, (const char *)d.data, d.size);
+		ts_tls_copy(c->alpn, sizeof c->alpn, (const char *)d.data, d.size);
 	return true;
 }
 
@@ -88,7 +78,7 @@ static enum ts_tls_rc gtls_classify(void *sess, long ret, char *et, size_t cap)
 	    (real_gnutls_error_is_fatal() && !real_gnutls_error_is_fatal()((int)ret)))
 		return TS_TLS_AGAIN;
 	const char *n = real_gnutls_strerror_name() ? real_gnutls_strerror_name()((int)ret) : NULL;
-	copy(et, cap, n ? n : "tls_error", strlen(n ? n : "tls_error"));
+	ts_tls_copy(et, cap, n ? n : "tls_error", strlen(n ? n : "tls_error"));
 	return TS_TLS_ERROR;
 }
 
@@ -103,18 +93,6 @@ static ssize_t unresolved(void)
 {
 	ts_warn("cannot resolve a function of %s", LIBGNUTLS);
 	return -50; /* GNUTLS_E_INVALID_REQUEST */
-}
-
-static struct ts_stream *enter(gnutls_session_t s)
-{
-	if (depth || !ts_tracing())
-		return NULL;
-	ts_in_shim++;
-	struct ts_stream *st = ts_tls_stream(s, &gnutls);
-	ts_in_shim--;
-	if (st)
-		depth++;
-	return st;
 }
 
 struct wr_arg {
@@ -135,37 +113,26 @@ static long gtls_wr(void *sess, const void *buf, size_t len, void *argp)
 	return (long)r;
 }
 
-static ssize_t traced_send(gnutls_session_t s, struct ts_stream *st, const void *data, size_t size, struct wr_arg *a)
-{
-	a->err = errno;
-	ts_in_shim++;
-	long r = ts_tls_write(st, s, &gnutls, data, size, gtls_wr, a);
-	ts_in_shim--;
-	depth--;
-	errno = a->err;
-	return (ssize_t)r;
-}
-
 TS_EXPORT ssize_t gnutls_record_send(gnutls_session_t s, const void *data, size_t size)
 {
 	if (!real_gnutls_record_send())
 		return unresolved();
-	struct ts_stream *st = enter(s);
+	struct ts_stream *st = ts_tls_enter(s, &gnutls);
 	if (!st)
 		return real_gnutls_record_send()(s, data, size);
 	struct wr_arg a = {.two = false};
-	return traced_send(s, st, data, size, &a);
+	return (ssize_t)ts_tls_traced_write(st, s, &gnutls, data, size, gtls_wr, &a, &a.err);
 }
 
 TS_EXPORT ssize_t gnutls_record_send2(gnutls_session_t s, const void *data, size_t size, size_t pad, unsigned flags)
 {
 	if (!real_gnutls_record_send2())
 		return unresolved();
-	struct ts_stream *st = enter(s);
+	struct ts_stream *st = ts_tls_enter(s, &gnutls);
 	if (!st)
 		return real_gnutls_record_send2()(s, data, size, pad, flags);
 	struct wr_arg a = {.two = true, .pad = pad, .flags = flags};
-	return traced_send(s, st, data, size, &a);
+	return (ssize_t)ts_tls_traced_write(st, s, &gnutls, data, size, gtls_wr, &a, &a.err);
 }
 
 /* Length-hiding sends fix the record's size: nothing may be added to them.
@@ -174,29 +141,24 @@ TS_EXPORT ssize_t gnutls_record_send_range(gnutls_session_t s, const void *data,
 {
 	if (!real_gnutls_record_send_range())
 		return unresolved();
-	struct ts_stream *st = enter(s);
+	struct ts_stream *st = ts_tls_enter(s, &gnutls);
 	if (st) {
 		ts_stream_give_up(st);
-		depth--;
+		ts_tls_depth--;
 	}
 	return real_gnutls_record_send_range()(s, data, size, range);
 }
 
 static ssize_t traced_recv(gnutls_session_t s, void *data, size_t size, unsigned char *seq)
 {
-	struct ts_stream *st = enter(s);
+	struct ts_stream *st = ts_tls_enter(s, &gnutls);
 	if (!st)
 		return seq ? real_gnutls_record_recv_seq()(s, data, size, seq) : real_gnutls_record_recv()(s, data, size);
 	struct ts_stream *outer = ts_tls_calling;
 	ts_tls_calling = st;
 	ssize_t r = seq ? real_gnutls_record_recv_seq()(s, data, size, seq) : real_gnutls_record_recv()(s, data, size);
 	ts_tls_calling = outer;
-	int saved = errno;
-	ts_in_shim++;
-	ts_tls_read(st, s, &gnutls, data, (long)r);
-	ts_in_shim--;
-	depth--;
-	errno = saved;
+	ts_tls_after_read(st, s, &gnutls, data, (long)r);
 	return r;
 }
 
@@ -221,13 +183,7 @@ TS_EXPORT int gnutls_bye(gnutls_session_t s, int how)
 	if (!real_gnutls_bye())
 		return (int)unresolved();
 	int r = real_gnutls_bye()(s, how);
-	if (!depth && ts_tracing()) {
-		int saved = errno;
-		ts_in_shim++;
-		ts_tls_shutdown(s);
-		ts_in_shim--;
-		errno = saved;
-	}
+	ts_tls_hook_shutdown(s);
 	return r;
 }
 
@@ -237,13 +193,7 @@ TS_EXPORT void gnutls_deinit(gnutls_session_t s)
 		unresolved();
 		return;
 	}
-	if (s && !depth && ts_tracing()) {
-		int saved = errno;
-		ts_in_shim++;
-		ts_tls_forget(s);
-		ts_in_shim--;
-		errno = saved;
-	}
+	ts_tls_hook_forget(s);
 	real_gnutls_deinit()(s);
 }
 
@@ -251,18 +201,8 @@ TS_EXPORT int gnutls_handshake(gnutls_session_t s)
 {
 	if (!real_gnutls_handshake())
 		return (int)unresolved();
-	if (depth || !ts_tracing())
-		return real_gnutls_handshake()(s);
-	uint64_t start = ts_now_ns();
-	depth++;
+	uint64_t start = ts_tls_handshake_begin();
 	int r = real_gnutls_handshake()(s);
-	depth--;
-	if (r < 0) {
-		int saved = errno;
-		ts_in_shim++;
-		ts_tls_handshake_failed(s, &gnutls, r, start);
-		ts_in_shim--;
-		errno = saved;
-	}
+	ts_tls_handshake_end(s, &gnutls, r, r < 0, start);
 	return r;
 }

@@ -44,17 +44,7 @@ TS_REAL_LIB(SSL_CIPHER_standard_name, const char *, (const SSL_CIPHER *), LIBSSL
 TS_REAL_LIB(ERR_peek_error, unsigned long, (void), LIBCRYPTO)
 TS_REAL_LIB(ERR_reason_error_string, const char *, (unsigned long), LIBCRYPTO)
 
-static __thread int depth TS_TLS;
-
 /* ---- what the transport asks ------------------------------------------------------ */
-
-static void copy(char *dst, size_t cap, const char *src, size_t n)
-{
-	if (n >= cap)
-		n = cap - 1;
-	memcpy(dst, src, n);
-	dst[n] = 0;
-}
 
 /* "TLSv1.3" → "1.3" (semantic conventions' tls.protocol.version). */
 static void version_of(const char *v, char *out, size_t cap)
@@ -64,7 +54,7 @@ static void version_of(const char *v, char *out, size_t cap)
 		if (!strcmp(v, "1"))
 			v = "1.0";
 	}
-	copy(out, cap, v, strlen(v));
+	ts_tls_copy(out, cap, v, strlen(v));
 }
 
 static bool ossl_info(void *sess, struct ts_conn_info *c)
@@ -76,7 +66,7 @@ static bool ossl_info(void *sess, struct ts_conn_info *c)
 		c->server = real_SSL_is_server()(ssl) == 1;
 	const char *sni = real_SSL_get_servername() ? real_SSL_get_servername()(ssl, 0) : NULL;
 	if (sni)
-		copy(c->server_address, sizeof c->server_address, sni, strlen(sni));
+		ts_tls_copy(c->server_address, sizeof c->server_address, sni, strlen(sni));
 	if (!real_SSL_is_init_finished() || !real_SSL_is_init_finished()(ssl))
 		return false;
 	const char *v = real_SSL_get_version() ? real_SSL_get_version()(ssl) : NULL;
@@ -85,13 +75,13 @@ static bool ossl_info(void *sess, struct ts_conn_info *c)
 	const SSL_CIPHER *ci = real_SSL_get_current_cipher() ? real_SSL_get_current_cipher()(ssl) : NULL;
 	const char *cn = ci && real_SSL_CIPHER_standard_name() ? real_SSL_CIPHER_standard_name()(ci) : NULL;
 	if (cn)
-		copy(c->tls_cipher, sizeof c->tls_cipher, cn, strlen(cn));
+		ts_tls_copy(c->tls_cipher, sizeof c->tls_cipher, cn, strlen(cn));
 	const unsigned char *alpn = NULL;
 	unsigned alen = 0;
 	if (real_SSL_get0_alpn_selected())
 		real_SSL_get0_alpn_selected()(ssl, &alpn, &alen);
 	if (alpn)
-		copy(c->alpn, sizeof c->alpn, (const char *)alpn, alen);
+		ts_tls_copy(c->alpn, sizeof c->alpn, (const char *)alpn, alen);
 	return true;
 }
 
@@ -122,7 +112,7 @@ static enum ts_tls_rc ossl_classify(void *sess, long ret, char *et, size_t cap)
 	default: /* WANT_READ, WANT_WRITE, WANT_X509_LOOKUP, WANT_CONNECT, …: try again */
 		rc = TS_TLS_AGAIN;
 	}
-	copy(et, cap, name, strlen(name));
+	ts_tls_copy(et, cap, name, strlen(name));
 	errno = saved;
 	return rc;
 }
@@ -142,19 +132,6 @@ static int unresolved(const char *name)
 	ts_warn("cannot resolve %s in %s", name, LIBSSL);
 	errno = ENOSYS;
 	return -1;
-}
-
-/* The session's stream if this call is traced (then depth is raised). */
-static struct ts_stream *enter(SSL *ssl)
-{
-	if (depth || !ts_tracing())
-		return NULL;
-	ts_in_shim++;
-	struct ts_stream *st = ts_tls_stream(ssl, &openssl);
-	ts_in_shim--;
-	if (st)
-		depth++;
-	return st;
 }
 
 struct wr_arg {
@@ -184,37 +161,26 @@ static long ossl_wr(void *sess, const void *buf, size_t len, void *argp)
 	return r;
 }
 
-static long traced_write(SSL *ssl, struct ts_stream *st, const void *buf, size_t len, struct wr_arg *a)
-{
-	a->err = errno;
-	ts_in_shim++;
-	long r = ts_tls_write(st, ssl, &openssl, buf, len, ossl_wr, a);
-	ts_in_shim--;
-	depth--;
-	errno = a->err;
-	return r;
-}
-
 TS_EXPORT int SSL_write(SSL *ssl, const void *buf, int num)
 {
 	if (!real_SSL_write())
 		return unresolved("SSL_write");
-	struct ts_stream *st = num > 0 ? enter(ssl) : NULL;
+	struct ts_stream *st = num > 0 ? ts_tls_enter(ssl, &openssl) : NULL;
 	if (!st)
 		return real_SSL_write()(ssl, buf, num);
 	struct wr_arg a = {.ex = 0};
-	return (int)traced_write(ssl, st, buf, (size_t)num, &a);
+	return (int)ts_tls_traced_write(st, ssl, &openssl, buf, (size_t)num, ossl_wr, &a, &a.err);
 }
 
 TS_EXPORT int SSL_write_ex(SSL *ssl, const void *buf, size_t num, size_t *written)
 {
 	if (!real_SSL_write_ex())
 		return unresolved("SSL_write_ex");
-	struct ts_stream *st = num > 0 ? enter(ssl) : NULL;
+	struct ts_stream *st = num > 0 ? ts_tls_enter(ssl, &openssl) : NULL;
 	if (!st)
 		return real_SSL_write_ex()(ssl, buf, num, written);
 	struct wr_arg a = {.ex = 1, .written = written};
-	long r = traced_write(ssl, st, buf, num, &a);
+	long r = ts_tls_traced_write(st, ssl, &openssl, buf, num, ossl_wr, &a, &a.err);
 	if (r > 0) {
 		if (written)
 			*written = (size_t)r;
@@ -223,30 +189,20 @@ TS_EXPORT int SSL_write_ex(SSL *ssl, const void *buf, size_t num, size_t *writte
 	return (int)r;
 }
 
-/* A read's outcome for the stream; ts_tls_calling lets the socket hooks
- * under the library bind the session's socket. */
-static void after_read(SSL *ssl, struct ts_stream *st, const void *buf, long r)
-{
-	int saved = errno;
-	ts_in_shim++;
-	ts_tls_read(st, ssl, &openssl, buf, r);
-	ts_in_shim--;
-	depth--;
-	errno = saved;
-}
-
+/* Reads: ts_tls_calling lets the socket hooks under the library bind the
+ * session's socket. */
 TS_EXPORT int SSL_read(SSL *ssl, void *buf, int num)
 {
 	if (!real_SSL_read())
 		return unresolved("SSL_read");
-	struct ts_stream *st = enter(ssl);
+	struct ts_stream *st = ts_tls_enter(ssl, &openssl);
 	if (!st)
 		return real_SSL_read()(ssl, buf, num);
 	struct ts_stream *outer = ts_tls_calling;
 	ts_tls_calling = st;
 	int r = real_SSL_read()(ssl, buf, num);
 	ts_tls_calling = outer;
-	after_read(ssl, st, buf, r);
+	ts_tls_after_read(st, ssl, &openssl, buf, r);
 	return r;
 }
 
@@ -254,7 +210,7 @@ TS_EXPORT int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)
 {
 	if (!real_SSL_read_ex())
 		return unresolved("SSL_read_ex");
-	struct ts_stream *st = enter(ssl);
+	struct ts_stream *st = ts_tls_enter(ssl, &openssl);
 	if (!st)
 		return real_SSL_read_ex()(ssl, buf, num, readbytes);
 	struct ts_stream *outer = ts_tls_calling;
@@ -264,7 +220,7 @@ TS_EXPORT int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)
 	ts_tls_calling = outer;
 	if (readbytes)
 		*readbytes = got;
-	after_read(ssl, st, buf, ok == 1 ? (long)got : 0);
+	ts_tls_after_read(st, ssl, &openssl, buf, ok == 1 ? (long)got : 0);
 	return ok;
 }
 
@@ -288,37 +244,19 @@ TS_EXPORT int SSL_shutdown(SSL *ssl)
 	if (!real_SSL_shutdown())
 		return unresolved("SSL_shutdown");
 	int r = real_SSL_shutdown()(ssl);
-	if (!depth && ts_tracing()) {
-		int saved = errno;
-		ts_in_shim++;
-		ts_tls_shutdown(ssl);
-		ts_in_shim--;
-		errno = saved;
-	}
+	ts_tls_hook_shutdown(ssl);
 	return r;
 }
 
 /* The end of a session (SSL_clear also runs inside SSL_new, on a session
  * we never saw: a lookup that finds nothing). */
-static void forget(SSL *ssl)
-{
-	if (depth || !ts_tracing())
-		return;
-	int saved = errno;
-	ts_in_shim++;
-	ts_tls_forget(ssl);
-	ts_in_shim--;
-	errno = saved;
-}
-
 TS_EXPORT void SSL_free(SSL *ssl)
 {
 	if (!real_SSL_free()) {
 		unresolved("SSL_free");
 		return;
 	}
-	if (ssl)
-		forget(ssl);
+	ts_tls_hook_forget(ssl);
 	real_SSL_free()(ssl);
 }
 
@@ -326,26 +264,15 @@ TS_EXPORT int SSL_clear(SSL *ssl)
 {
 	if (!real_SSL_clear())
 		return unresolved("SSL_clear");
-	if (ssl)
-		forget(ssl);
+	ts_tls_hook_forget(ssl);
 	return real_SSL_clear()(ssl);
 }
 
 static int handshake(SSL_do_handshake_fn f, SSL *ssl)
 {
-	if (depth || !ts_tracing())
-		return f(ssl);
-	uint64_t start = ts_now_ns();
-	depth++;
+	uint64_t start = ts_tls_handshake_begin();
 	int r = f(ssl);
-	depth--;
-	if (r <= 0) {
-		int saved = errno;
-		ts_in_shim++;
-		ts_tls_handshake_failed(ssl, &openssl, r, start);
-		ts_in_shim--;
-		errno = saved;
-	}
+	ts_tls_handshake_end(ssl, &openssl, r, r <= 0, start);
 	return r;
 }
 

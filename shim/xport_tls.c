@@ -8,6 +8,7 @@
 #include "xport_tls.h"
 
 __thread struct ts_stream *ts_tls_calling TS_TLS;
+__thread int ts_tls_depth TS_TLS;
 
 /* ---- sessions → streams: open addressing over the session pointer ------------------
  * Looked up on every TLS call of a traced process: lock-free (acquire loads);
@@ -414,4 +415,94 @@ void ts_tls_handshake_failed(void *sess, const struct ts_tls_lib *lib, long ret,
 	ts_span_attr_str(&s, "tls.library", lib->name);
 	ts_span_error(&s, et, "TLS handshake failed");
 	ts_span_end(&s);
+}
+
+/* ---- the hooks' shared glue --------------------------------------------------------- */
+
+void ts_tls_copy(char *dst, size_t cap, const char *src, size_t n)
+{
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(dst, src, n);
+	dst[n] = 0;
+}
+
+struct ts_stream *ts_tls_enter(void *sess, const struct ts_tls_lib *lib)
+{
+	if (ts_tls_depth || !ts_tracing())
+		return NULL;
+	int saved = errno;
+	ts_in_shim++;
+	struct ts_stream *st = ts_tls_stream(sess, lib);
+	ts_in_shim--;
+	errno = saved;
+	if (st)
+		ts_tls_depth++;
+	return st;
+}
+
+long ts_tls_traced_write(struct ts_stream *st, void *sess, const struct ts_tls_lib *lib, const void *buf,
+			 size_t len, ts_tls_write_fn wr, void *arg, int *err)
+{
+	*err = errno;
+	ts_in_shim++;
+	long r = ts_tls_write(st, sess, lib, buf, len, wr, arg);
+	ts_in_shim--;
+	ts_tls_depth--;
+	errno = *err;
+	return r;
+}
+
+void ts_tls_after_read(struct ts_stream *st, void *sess, const struct ts_tls_lib *lib, const void *buf, long r)
+{
+	int saved = errno;
+	ts_in_shim++;
+	ts_tls_read(st, sess, lib, buf, r);
+	ts_in_shim--;
+	ts_tls_depth--;
+	errno = saved;
+}
+
+uint64_t ts_tls_handshake_begin(void)
+{
+	if (ts_tls_depth || !ts_tracing())
+		return 0;
+	ts_tls_depth++;
+	return ts_now_ns();
+}
+
+void ts_tls_handshake_end(void *sess, const struct ts_tls_lib *lib, long r, bool failed, uint64_t start)
+{
+	if (!start)
+		return;
+	ts_tls_depth--;
+	if (!failed)
+		return;
+	int saved = errno;
+	ts_in_shim++;
+	ts_tls_handshake_failed(sess, lib, r, start);
+	ts_in_shim--;
+	errno = saved;
+}
+
+void ts_tls_hook_shutdown(void *sess)
+{
+	if (ts_tls_depth || !ts_tracing())
+		return;
+	int saved = errno;
+	ts_in_shim++;
+	ts_tls_shutdown(sess);
+	ts_in_shim--;
+	errno = saved;
+}
+
+void ts_tls_hook_forget(void *sess)
+{
+	if (!sess || ts_tls_depth || !ts_tracing())
+		return;
+	int saved = errno;
+	ts_in_shim++;
+	ts_tls_forget(sess);
+	ts_in_shim--;
+	errno = saved;
 }

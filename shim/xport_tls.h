@@ -47,6 +47,32 @@ void ts_tls_forget(void *sess);
 /* A handshake that failed for good: an ERROR span. */
 void ts_tls_handshake_failed(void *sess, const struct ts_tls_lib *lib, long ret, uint64_t start_ns);
 
+/* ---- for the hooks: the glue every TLS hook shares ---- */
+
+/* Non-zero while this thread is inside a TLS hook: a hook reached from
+ * inside another (SSL_connect → SSL_do_handshake through the PLT) passes
+ * straight through. */
+extern __thread int ts_tls_depth TS_TLS;
+/* The session's stream if this call is traced (depth raised: the hook ends
+ * with one of the calls below), or NULL: make the real call only. */
+struct ts_stream *ts_tls_enter(void *sess, const struct ts_tls_lib *lib);
+/* A traced write: ts_tls_write with the guard raised, errno as the library
+ * left it (*err, set by wr), depth lowered. */
+long ts_tls_traced_write(struct ts_stream *st, void *sess, const struct ts_tls_lib *lib, const void *buf,
+			 size_t len, ts_tls_write_fn wr, void *arg, int *err);
+/* After a traced read: ts_tls_read with errno kept, depth lowered. */
+void ts_tls_after_read(struct ts_stream *st, void *sess, const struct ts_tls_lib *lib, const void *buf, long r);
+/* Around a handshake call: the start time (0: not traced); after it, a
+ * failure becomes an ERROR span. */
+uint64_t ts_tls_handshake_begin(void);
+void ts_tls_handshake_end(void *sess, const struct ts_tls_lib *lib, long r, bool failed, uint64_t start);
+/* SSL_shutdown / gnutls_bye, SSL_free / SSL_clear / gnutls_deinit: after
+ * (shutdown) or before (free) the real call. */
+void ts_tls_hook_shutdown(void *sess);
+void ts_tls_hook_forget(void *sess);
+/* Copies at most cap-1 bytes and a NUL. */
+void ts_tls_copy(char *dst, size_t cap, const char *src, size_t n);
+
 /* Set while this thread is inside a TLS library call for a traced session:
  * a socket the library writes or reads then is that session's (curl's own
  * BIO, GnuTLS push/pull functions give no fd). */
