@@ -106,14 +106,18 @@ struct labels {
 	bool full;
 };
 
-static void lab_put(struct labels *l, const char *k, size_t klen, const char *v, size_t vlen)
+/* Values are text; an integer attribute's keeps its type for OTLP in the
+ * length's top bit (EXP_LABEL_INT). */
+#define EXP_LABEL_INT 0x8000u
+
+static void lab_put_typed(struct labels *l, const char *k, size_t klen, const char *v, size_t vlen, bool is_int)
 {
 	vlen = ts_utf8_cut(v, vlen, EXP_METRICS_LABEL_VALUE_MAX);
 	if (l->full || l->len + 4 + klen + vlen > sizeof l->buf || l->n == 255) {
 		l->full = true;
 		return;
 	}
-	uint16_t a = (uint16_t)klen, b = (uint16_t)vlen;
+	uint16_t a = (uint16_t)klen, b = (uint16_t)(vlen | (is_int ? EXP_LABEL_INT : 0));
 	memcpy(l->buf + l->len, &a, 2);
 	memcpy(l->buf + l->len + 2, k, klen);
 	l->len += 2 + klen;
@@ -121,6 +125,11 @@ static void lab_put(struct labels *l, const char *k, size_t klen, const char *v,
 	memcpy(l->buf + l->len + 2, v, vlen);
 	l->len += 2 + vlen;
 	l->n++;
+}
+
+static void lab_put(struct labels *l, const char *k, size_t klen, const char *v, size_t vlen)
+{
+	lab_put_typed(l, k, klen, v, vlen, false);
 }
 
 static void lab_cstr(struct labels *l, const char *k, const char *v) { lab_put(l, k, strlen(k), v, strlen(v)); }
@@ -136,7 +145,8 @@ static void lab_attr(struct labels *l, const char *k, const struct ts_attr *a)
 		return;
 	case TS_ATTR_INT:
 		n = snprintf(num, sizeof num, "%" PRId64, a->v.i);
-		break;
+		lab_put_typed(l, k, strlen(k), num, (size_t)n, true);
+		return;
 	case TS_ATTR_BOOL:
 		n = snprintf(num, sizeof num, "%s", a->v.b ? "true" : "false");
 		break;
@@ -158,6 +168,8 @@ bool exp_series_label(const struct exp_series *s, size_t *off, struct exp_label 
 	out->key = p + 2;
 	p += 2 + out->klen;
 	memcpy(&out->vlen, p, 2);
+	out->is_int = (out->vlen & EXP_LABEL_INT) != 0;
+	out->vlen &= (uint16_t)~EXP_LABEL_INT;
 	out->val = p + 2;
 	*off += 4u + out->klen + out->vlen;
 	return true;

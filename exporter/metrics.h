@@ -97,6 +97,7 @@ struct exp_series {
 struct exp_label {
 	const char *key, *val;
 	uint16_t klen, vlen;
+	bool is_int; /* from an integer attribute: OTLP gets an int_value */
 };
 bool exp_series_label(const struct exp_series *s, size_t *off, struct exp_label *out);
 

@@ -104,9 +104,16 @@ static bool series_attrs(struct arena *a, const struct exp_series *s, KeyValue *
 		return false;
 	size_t off = 0;
 	struct exp_label l;
-	while (exp_series_label(s, &off, &l))
-		if (!((*out)[(*n)++] = kv_str(a, l.key, l.klen, l.val, l.vlen)))
+	while (exp_series_label(s, &off, &l)) {
+		KeyValue *kv = kv_str(a, l.key, l.klen, l.val, l.vlen);
+		if (!kv)
 			return false;
+		if (l.is_int) { /* the decimal text of an int64 we printed */
+			kv->value->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
+			kv->value->int_value = strtoll(kv->value->string_value, NULL, 10);
+		}
+		(*out)[(*n)++] = kv;
+	}
 	return true;
 }
 
