@@ -101,7 +101,10 @@ class PrometheusTest(tstest.TestCase):
         self.assertIsNotNone(got, "no p95")
         self.assertAlmostEqual(got, want, places=9)
         # Every client span found its server span: nothing is left waiting.
-        st = self.envs["plain"].status()
+        # `traceshim status` (the wrapper) shows the metrics figures.
+        r = self.envs["plain"].wrapper("status")
+        self.assertOk(r)
+        st = dict(line.split("=", 1) for line in r.stdout.decode().splitlines() if "=" in line)
         self.assertEqual(int(st["metrics_graph_paired"]), TOTAL)
         self.assertEqual(st["metrics"], "prometheus")
         self.assertGreater(int(st["metrics_series"]), 0)
