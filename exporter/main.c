@@ -274,13 +274,13 @@ static int serve(const struct exp_config *c, int ready_fd)
 	}
 	exp_server_run(&st.server);
 	unblock_signals(sigfd);
-	/* Every span received has been observed: the last metrics export goes
-	 * out (within the budget) before the trace flush. */
-	exp_metrics_server_stop(st.metrics_srv, c->export_timeout_ms);
-	st.metrics_srv = NULL;
+	/* Every span received has been observed: the last metrics export is
+	 * made now and delivered in the same budget as the traces' flush. */
+	exp_metrics_server_begin_stop(st.metrics_srv, c->export_timeout_ms);
 	size_t abandoned;
 	if (!stop(&abandoned))
 		exit_abandoned(c, abandoned);
+	exp_metrics_server_stop(st.metrics_srv, c->export_timeout_ms);
 	exp_metrics_free(st.metrics);
 	close(sigfd);
 	if (curl)

@@ -40,7 +40,7 @@ struct exp_metrics_server {
 	uint64_t start_unix_ns, next_export_ms;
 	struct sbuf page, body;
 	pthread_t thread;
-	bool started;
+	bool started, stop_begun;
 };
 
 static uint64_t unix_ns(void)
@@ -291,19 +291,29 @@ fail:
 	return NULL;
 }
 
-void exp_metrics_server_stop(struct exp_metrics_server *s, uint32_t budget_ms)
+void exp_metrics_server_begin_stop(struct exp_metrics_server *s, uint32_t budget_ms)
 {
-	if (!s)
+	if (!s || s->stop_begun)
 		return;
+	s->stop_begun = true;
 	atomic_store(&s->stopping, true);
 	uint64_t one = 1;
 	(void)!write(s->wake_fd, &one, sizeof one);
 	if (s->started)
 		pthread_join(s->thread, NULL);
+	s->started = false;
 	if (s->delivery) {
 		export_otlp(s); /* the last cumulative values */
 		exp_delivery_begin_close(s->delivery, budget_ms);
-		exp_delivery_finish(s->delivery);
 	}
+}
+
+void exp_metrics_server_stop(struct exp_metrics_server *s, uint32_t budget_ms)
+{
+	if (!s)
+		return;
+	exp_metrics_server_begin_stop(s, budget_ms);
+	if (s->delivery)
+		exp_delivery_finish(s->delivery);
 	server_free(s);
 }

@@ -22,8 +22,12 @@ struct exp_metrics_server;
 struct exp_metrics_server *exp_metrics_server_start(const struct exp_config *c, struct exp_metrics *m,
 						    struct exp_queue *q, char *err, size_t errcap);
 
-/* Stops serving; with OTLP on, one last export is made and delivered within
- * budget_ms. Frees everything. */
+/* Shutdown, step 1: stops serving; with OTLP on, one last export is made,
+ * to be delivered within budget_ms from now (in the background, so it
+ * shares the window with the traces' flush). */
+void exp_metrics_server_begin_stop(struct exp_metrics_server *s, uint32_t budget_ms);
+/* Step 2 (step 1 first if it was not made): waits for that delivery to end,
+ * frees everything. NULL: nothing. */
 void exp_metrics_server_stop(struct exp_metrics_server *s, uint32_t budget_ms);
 
 /* Pure helper, unit-tested: what to answer to an HTTP request head (up to the
