@@ -244,6 +244,38 @@ unsigned exp_parse_metrics_exporters(const char *list, unsigned *unknown)
 	return mask;
 }
 
+/* The Prometheus label a key becomes (metrics_prom.c's rule: [a-zA-Z0-9_],
+ * others '_', a leading digit prefixed), so two keys that would make one
+ * label, or one of the span metrics' own labels, are refused. */
+static void prom_name(char *out, size_t cap, const char *k, size_t n)
+{
+	size_t o = 0;
+	if (n && isdigit((unsigned char)k[0]))
+		out[o++] = '_';
+	for (size_t i = 0; i < n && o + 1 < cap; i++)
+		out[o++] = (isalnum((unsigned char)k[i]) || k[i] == '_') ? k[i] : '_';
+	out[o] = '\0';
+}
+
+static bool dim_allowed(const char *key, size_t len, char out[][129], size_t n)
+{
+	static const char *const taken[] = {"service_name", "span_name", "span_kind", "status_code", "le",
+					    "otel_metric_overflow"};
+	char a[140], b[140];
+	prom_name(a, sizeof a, key, len);
+	if (!strncmp(a, "__", 2))
+		return false; /* reserved by Prometheus */
+	for (size_t i = 0; i < sizeof taken / sizeof taken[0]; i++)
+		if (!strcmp(a, taken[i]))
+			return false;
+	for (size_t i = 0; i < n; i++) {
+		prom_name(b, sizeof b, out[i], strlen(out[i]));
+		if (!strcmp(a, b))
+			return false;
+	}
+	return true;
+}
+
 int exp_parse_dims(const char *s, char out[][129], size_t cap, size_t *n)
 {
 	int bad = 0;
@@ -255,7 +287,7 @@ int exp_parse_dims(const char *s, char out[][129], size_t cap, size_t *n)
 		size_t m = len;
 		while (m && (p[m - 1] == ' ' || p[m - 1] == '\t'))
 			m--;
-		if (m > 128 || (m && *n >= cap)) {
+		if (m > 128 || (m && *n >= cap) || (m && !dim_allowed(p, m, out, *n))) {
 			bad++;
 		} else if (m) {
 			memcpy(out[*n], p, m);
@@ -490,8 +522,9 @@ static int load_metrics(struct exp_config *c, char *err, size_t errcap)
 	const char *dims = env("TRACESHIM_METRICS_DIMENSIONS");
 	int bad = exp_parse_dims(dims, c->metrics_dims, EXP_METRICS_DIMS_MAX, &c->n_metrics_dims);
 	if (bad)
-		log_warn("TRACESHIM_METRICS_DIMENSIONS=%s: ignored %d entries (at most %d keys of 128 bytes)", dims,
-			 bad, EXP_METRICS_DIMS_MAX);
+		log_warn("TRACESHIM_METRICS_DIMENSIONS=%s: ignored %d entries (at most %d keys of 128 bytes, "
+			 "not naming a label the span metrics have already, not twice)",
+			 dims, bad, EXP_METRICS_DIMS_MAX);
 	if (!(c->metrics_exporters & EXP_METRICS_OTLP))
 		return 0;
 	const char *full = env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");

@@ -176,8 +176,11 @@ int exp_endpoint_join_path(const char *base, const char *path, char *out, size_t
 unsigned exp_parse_metrics_exporters(const char *list, unsigned *unknown);
 
 /* TRACESHIM_METRICS_DIMENSIONS: comma list of attribute keys (spaces
- * trimmed, empty items and keys over 128 bytes skipped, at most cap kept).
- * Returns how many were skipped. */
+ * trimmed, empty items skipped, at most cap kept). Refused, counted: keys
+ * over 128 bytes, and keys whose Prometheus label (dots → '_') would be one
+ * the span metrics have (service_name, span_name, span_kind, status_code, le,
+ * otel_metric_overflow), start with "__", or repeat an earlier key's.
+ * Returns how many were refused. */
 int exp_parse_dims(const char *s, char out[][129], size_t cap, size_t *n);
 
 /* OTEL_TRACES_EXPORTER → enum exp_sink_mask. Unknown names are counted in

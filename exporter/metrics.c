@@ -377,41 +377,25 @@ static const char *const kind_names[] = {"SPAN_KIND_UNSPECIFIED", "SPAN_KIND_INT
 					 "SPAN_KIND_CLIENT", "SPAN_KIND_PRODUCER", "SPAN_KIND_CONSUMER"};
 static const char *const status_names[] = {"STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"};
 
-/* Our HTTP spans are named after the method; a metrics-only record carries
- * no attributes, so its name is what says it is an HTTP exchange. */
-static bool is_http_method(struct ts_str n)
-{
-	static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
-					      "OPTIONS", "TRACE", "PATCH"};
-	for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
-		if (key_is(&n, methods[i]))
-			return true;
-	return false;
-}
-
 static void semconv_metrics(struct exp_metrics *m, const struct exp_rec_head *h, const struct span_attrs *a,
 			    const char *svc, size_t svc_len, uint64_t d, uint64_t now)
 {
+	/* Which convention a span follows, its attributes say. A metrics-only
+	 * record has none: it counts in the span metrics and the graph only (its
+	 * name, "GET", could be an HTTP method as well as a Redis command). */
 	struct labels l = {.len = 0};
-	bool metrics_only = h->flags & TS_SPAN_F_METRICS_ONLY;
-	bool http = a->known[K_HTTP_METHOD] || (metrics_only && is_http_method(h->name));
+	bool http = a->known[K_HTTP_METHOD] != NULL;
 	bool rpc = a->known[K_RPC_SYSTEM] != NULL;
 	const struct ts_attr *db = a->known[K_DB_SYSTEM_NAME] ? a->known[K_DB_SYSTEM_NAME] : a->known[K_DB_SYSTEM];
 	if (h->kind == TS_KIND_SERVER && http) {
-		if (a->known[K_HTTP_METHOD])
-			lab_known(&l, a, K_HTTP_METHOD);
-		else
-			lab_put(&l, "http.request.method", 19, h->name.ptr, h->name.len);
+		lab_known(&l, a, K_HTTP_METHOD);
 		lab_known(&l, a, K_HTTP_STATUS);
 		lab_known(&l, a, K_URL_SCHEME);
 		lab_known(&l, a, K_ERROR_TYPE);
 		lab_known(&l, a, K_PROTO_VERSION);
 		observe_duration(m, EXP_MF_HTTP_SERVER, svc, svc_len, &l, d, now);
 	} else if (h->kind == TS_KIND_CLIENT && http) {
-		if (a->known[K_HTTP_METHOD])
-			lab_known(&l, a, K_HTTP_METHOD);
-		else
-			lab_put(&l, "http.request.method", 19, h->name.ptr, h->name.len);
+		lab_known(&l, a, K_HTTP_METHOD);
 		lab_known(&l, a, K_HTTP_STATUS);
 		lab_known(&l, a, K_SERVER_ADDRESS);
 		lab_known(&l, a, K_SERVER_PORT);

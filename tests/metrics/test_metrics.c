@@ -379,10 +379,18 @@ Test(metrics, metrics_only_records_count_and_are_reported)
 	const char *t = render();
 	cr_assert_eq(line_value(t, "traces_span_metrics_calls_total{service_name=\"shop-server\",span_name=\"POST\","
 				   "span_kind=\"SPAN_KIND_SERVER\",status_code=\"STATUS_CODE_ERROR\"}"), 1, "%s", t);
-	/* its HTTP method comes from its name: it has no attributes */
-	cr_assert_eq(line_value(t, "http_server_request_duration_seconds_count{service_name=\"shop-server\","
-				   "http_request_method=\"POST\"}"), 1);
-	cr_assert_eq(STAT_GET(metrics_only_records), 1);
+	/* no attributes: no semantic-convention histogram (its name alone does not say HTTP) */
+	cr_assert_null(strstr(t, "http_server_request_duration"), "%s", t);
+	/* but the graph pairs it */
+	struct recs c = {0};
+	add(&c, (struct sp){TS_KIND_CLIENT, 0, TS_SPAN_F_METRICS_ONLY, "POST", 1, 1, 0, 1000});
+	cr_assert_eq(exp_metrics_observe(M, client_res, c.buf, c.n, 0, 1), 1);
+	t = render();
+	cr_assert_eq(line_value(t, "traces_service_graph_failed_total{client=\"shop-client\",server=\"shop-server\"}"),
+		     -1);
+	cr_assert_eq(line_value(t, "traces_service_graph_request_failed_total{client=\"shop-client\",server=\"shop-server\"}"),
+		     1, "%s", t);
+	cr_assert_eq(STAT_GET(metrics_only_records), 2);
 }
 
 Test(metrics, prometheus_names_and_escaping)
@@ -536,6 +544,13 @@ Test(metrics, config_from_the_environment)
 	cr_assert_eq(exp_config_load(&c, fake_getenv, err, sizeof err), 0, "%s", err);
 	cr_assert_eq(c.metrics_exporters, 0, "metrics are off by default");
 	exp_config_free(&c);
+	char dims[16][129];
+	size_t nd;
+	cr_assert_eq(exp_parse_dims("a.b,service.name,le,a_b,__x,9z,span_kind, x ", dims, 16, &nd), 5);
+	cr_assert_eq(nd, 3);
+	cr_assert_str_eq(dims[0], "a.b");
+	cr_assert_str_eq(dims[1], "9z");
+	cr_assert_str_eq(dims[2], "x");
 	unsigned unknown;
 	cr_assert_eq(exp_parse_metrics_exporters("none", &unknown), 0);
 	cr_assert_eq(unknown, 0);
