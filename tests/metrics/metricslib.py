@@ -40,10 +40,11 @@ def start_server(env, service="shop-server", extra_env=None):
     """The traced server service (LD_PRELOAD), its port read from its stdout."""
     e = {"OTEL_SERVICE_NAME": service}
     e.update(extra_env or {})
-    p = env.spawn(["/usr/bin/python3", SERVER], via="preload", env=e)
+    p = env.spawn(["/usr/bin/python3", SERVER], via="preload", env=e, stderr=subprocess.STDOUT)
     line = p.stdout.readline().decode().strip()
     if not line.isdigit():
-        raise AssertionError("the test server did not start: %r %r" % (line, p.stderr.read()[-2000:]))
+        raise AssertionError("the test server did not start: %r %r" % (line, p.stdout.read()[-2000:]))
+    p.stdout.close()  # it prints nothing more (log_message is silenced)
     return Server(p, int(line))
 
 

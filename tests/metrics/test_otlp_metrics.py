@@ -8,10 +8,12 @@ a request must carry: traces.span.metrics.calls 30 / 10 errors for the server
 (cumulative, monotonic, under a resource with its service.name), the
 duration histogram with the exporter's bounds and buckets that add up, the
 client→server edge 30 / 10 failed, http.server.request.duration, and the
-health metrics. SIGTERM sends a last export. Takes ~5 s.
+health metrics. SIGTERM sends a last export. And a Prometheus port that is taken
+stops the exporter at start with the reason. Takes ~3 s.
 """
 
 import os
+import socket
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -131,6 +133,23 @@ class OtlpMetricsTest(tstest.TestCase):
         before = len(recv.requests)
         self.assertEqual(env.stop_exporter(), 0)
         self.assertGreater(len(recv.requests), before)
+
+
+class MetricsStartupTest(tstest.TestCase):
+    def test_a_busy_prometheus_port_is_a_clear_refusal(self):
+        # An explicit setting that cannot be honoured stops the exporter at
+        # start, with the reason, rather than running without its metrics.
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        self.addCleanup(busy.close)
+        env = self.make_env(start_exporter=False,
+                            env={"OTEL_METRICS_EXPORTER": "prometheus", "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
+                                 "OTEL_EXPORTER_PROMETHEUS_PORT": str(busy.getsockname()[1])})
+        with self.assertRaises(AssertionError) as cm:
+            env.start_exporter()
+        self.assertIn("status 1", str(cm.exception))
+        self.assertIn("cannot listen on 127.0.0.1:%d for Prometheus" % busy.getsockname()[1], env.exporter_log())
 
 
 if __name__ == "__main__":
