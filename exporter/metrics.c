@@ -230,6 +230,10 @@ static struct exp_series *series_alloc(enum exp_mfam f, const char *svc, size_t 
 	struct exp_series *s = calloc(1, sizeof *s + svc_len + l->len);
 	if (!s)
 		return NULL;
+	if (f == EXP_MF_SG_REQUEST && !(s->edge = calloc(1, sizeof *s->edge))) {
+		free(s);
+		return NULL;
+	}
 	s->fam = (uint8_t)f;
 	s->start_unix_ns = now_unix_ns;
 	s->service_len = (uint16_t)svc_len;
@@ -432,12 +436,19 @@ static void graph_edge(struct exp_metrics *m, const char *client, size_t clen, c
 	lab_put(&l, "server", 6, server, slen);
 	if (conn_type)
 		lab_cstr(&l, "connection_type", conn_type);
-	count(m, EXP_MF_SG_REQUEST, "", 0, &l, now);
-	if (failed)
-		count(m, EXP_MF_SG_FAILED, "", 0, &l, now);
-	observe_duration(m, EXP_MF_SG_CLIENT, "", 0, &l, client_ns, now);
-	if (have_server)
-		observe_duration(m, EXP_MF_SG_SERVER, "", 0, &l, server_ns, now);
+	/* one series: requests = the client histogram's count (exp_series_value) */
+	struct exp_series *s = series_get(m, EXP_MF_SG_REQUEST, "", 0, &l, now);
+	if (!s)
+		return;
+	s->count++;
+	s->sum_ns += client_ns;
+	s->buckets[exp_hist_bucket(client_ns)]++;
+	s->edge->failed += failed;
+	if (have_server) {
+		s->edge->server_count++;
+		s->edge->server_sum_ns += server_ns;
+		s->edge->server_buckets[exp_hist_bucket(server_ns)]++;
+	}
 }
 
 static size_t half_slot(const struct exp_metrics *m, const uint8_t key[24])
@@ -643,7 +654,28 @@ void exp_metrics_unlock(struct exp_metrics *m) { pthread_mutex_unlock(&m->lock);
 
 const struct exp_series *exp_metrics_family(const struct exp_metrics *m, enum exp_mfam f)
 {
-	return m->fam_head[f == EXP_MF_DURATION ? EXP_MF_CALLS : f];
+	if (f == EXP_MF_DURATION)
+		f = EXP_MF_CALLS;
+	else if (f == EXP_MF_SG_FAILED || f == EXP_MF_SG_SERVER || f == EXP_MF_SG_CLIENT)
+		f = EXP_MF_SG_REQUEST;
+	return m->fam_head[f];
+}
+
+bool exp_series_value(enum exp_mfam f, const struct exp_series *s, uint64_t *count, uint64_t *sum_ns,
+		      const uint64_t **buckets)
+{
+	*count = s->count;
+	*sum_ns = s->sum_ns;
+	*buckets = s->buckets;
+	if (f == EXP_MF_SG_FAILED) {
+		*count = s->edge->failed;
+	} else if (f == EXP_MF_SG_SERVER) {
+		*count = s->edge->server_count;
+		*sum_ns = s->edge->server_sum_ns;
+		*buckets = s->edge->server_buckets;
+		return *count != 0;
+	}
+	return true;
 }
 
 void exp_health_read(struct exp_health *h, size_t queue_depth)
@@ -707,6 +739,7 @@ void exp_metrics_free(struct exp_metrics *m)
 	for (int f = 0; f < EXP_MF_COUNT; f++)
 		for (struct exp_series *s = m->fam_head[f], *next; s; s = next) {
 			next = s->fam_next;
+			free(s->edge);
 			free(s);
 		}
 	for (struct half *x = m->oldest, *next; x; x = next) {

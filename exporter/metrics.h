@@ -86,12 +86,28 @@ struct exp_series {
 	uint64_t count;         /* counter value, or the histogram's count */
 	uint64_t sum_ns;        /* histograms: sum of durations */
 	uint64_t buckets[EXP_HIST_BUCKETS];
+	struct exp_edge_extra *edge; /* graph edges only: what the edge's other families count */
 	uint8_t fam;
 	bool overflow;
 	uint8_t n_labels;
 	uint16_t service_len, labels_len;
 	char data[]; /* service bytes, then the label pairs */
 };
+
+/* One label set serves several families (one lookup per observation):
+ * traces.span.metrics.calls and .duration share the calls series; an edge's
+ * request counter, failed counter and client histogram are one series, its
+ * server histogram this extra part. */
+struct exp_edge_extra {
+	uint64_t failed;
+	uint64_t server_count, server_sum_ns;
+	uint64_t server_buckets[EXP_HIST_BUCKETS];
+};
+
+/* What series s holds for family f (s from exp_metrics_family(m, f)):
+ * false when nothing (a database edge has no server histogram). */
+bool exp_series_value(enum exp_mfam f, const struct exp_series *s, uint64_t *count, uint64_t *sum_ns,
+		      const uint64_t **buckets);
 
 /* Iterating a series' labels. */
 struct exp_label {

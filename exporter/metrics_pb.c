@@ -195,7 +195,8 @@ static NumberDataPoint *number_point(struct build *b, uint64_t start, int64_t v)
 	return p;
 }
 
-static HistogramDataPoint *hist_point(struct build *b, const struct exp_series *s)
+static HistogramDataPoint *hist_point(struct build *b, const struct exp_series *s, uint64_t count, uint64_t sum_ns,
+				      const uint64_t *buckets)
 {
 	HistogramDataPoint *p = arena_alloc(&b->a, sizeof *p);
 	uint64_t *counts = arena_alloc(&b->a, EXP_HIST_BUCKETS * sizeof *counts);
@@ -204,9 +205,9 @@ static HistogramDataPoint *hist_point(struct build *b, const struct exp_series *
 	opentelemetry__proto__metrics__v1__histogram_data_point__init(p);
 	p->start_time_unix_nano = s->start_unix_ns;
 	p->time_unix_nano = b->now;
-	p->count = s->count;
-	p->sum = (double)s->sum_ns / 1e9;
-	memcpy(counts, s->buckets, sizeof s->buckets);
+	p->count = count;
+	p->sum = (double)sum_ns / 1e9;
+	memcpy(counts, buckets, EXP_HIST_BUCKETS * sizeof *counts);
 	p->n_bucket_counts = EXP_HIST_BUCKETS;
 	p->bucket_counts = counts;
 	p->n_explicit_bounds = EXP_HIST_BOUNDS;
@@ -222,6 +223,8 @@ static bool family_metric(struct build *b, enum exp_mfam f, const struct exp_ser
 {
 	const struct exp_mfam_info *fi = &exp_mfam[f];
 	size_t n = 0;
+	uint64_t count, sum_ns;
+	const uint64_t *buckets;
 	/* The overflow series has no service: it goes with group 0, the exporter's own. */
 	for (const struct exp_series *s = first; s; s = s->fam_next)
 		n += !per_service || (s->service_len == g->svc_len && !memcmp(s->data, g->svc, g->svc_len));
@@ -237,19 +240,21 @@ static bool family_metric(struct build *b, enum exp_mfam f, const struct exp_ser
 	for (const struct exp_series *s = first; s; s = s->fam_next) {
 		if (per_service && (s->service_len != g->svc_len || memcmp(s->data, g->svc, g->svc_len)))
 			continue;
+		if (!exp_series_value(f, s, &count, &sum_ns, &buckets))
+			continue;
 		KeyValue **attrs;
 		size_t n_attrs;
 		if (!series_attrs(&b->a, s, &attrs, &n_attrs))
 			return false;
 		if (fi->histogram) {
-			HistogramDataPoint *p = hist_point(b, s);
+			HistogramDataPoint *p = hist_point(b, s, count, sum_ns, buckets);
 			if (!p)
 				return false;
 			p->attributes = attrs;
 			p->n_attributes = n_attrs;
 			points[k++] = p;
 		} else {
-			NumberDataPoint *p = number_point(b, s->start_unix_ns, (int64_t)s->count);
+			NumberDataPoint *p = number_point(b, s->start_unix_ns, (int64_t)count);
 			if (!p)
 				return false;
 			p->attributes = attrs;

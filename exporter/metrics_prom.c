@@ -77,9 +77,16 @@ static void put_labels(struct sbuf *out, const struct exp_series *s, const char 
 	sbuf_putc(out, '}');
 }
 
-static void put_family(struct sbuf *out, enum exp_mfam f, const struct exp_series *s)
+static void put_family(struct sbuf *out, enum exp_mfam f, const struct exp_series *first)
 {
 	const struct exp_mfam_info *fi = &exp_mfam[f];
+	uint64_t count, sum_ns;
+	const uint64_t *buckets;
+	const struct exp_series *s = first;
+	while (s && !exp_series_value(f, s, &count, &sum_ns, &buckets))
+		s = s->fam_next;
+	if (!s)
+		return; /* nothing to show: no header either */
 	/* The TYPE line names the family without the counter's _total suffix
 	 * (OpenMetrics does; the 0.0.4 parser accepts either). */
 	size_t n = strlen(fi->prom_name);
@@ -88,16 +95,18 @@ static void put_family(struct sbuf *out, enum exp_mfam f, const struct exp_serie
 	sbuf_printf(out, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)n, fi->prom_name, fi->help, (int)n,
 		    fi->prom_name, fi->histogram ? "histogram" : "counter");
 	for (; s; s = s->fam_next) {
+		if (!exp_series_value(f, s, &count, &sum_ns, &buckets))
+			continue;
 		if (!fi->histogram) {
 			sbuf_printf(out, "%s", fi->prom_name);
 			put_labels(out, s, NULL);
-			sbuf_printf(out, " %" PRIu64 "\n", s->count);
+			sbuf_printf(out, " %" PRIu64 "\n", count);
 			continue;
 		}
 		uint64_t cum = 0;
 		for (unsigned b = 0; b < EXP_HIST_BUCKETS; b++) {
 			char le[32];
-			cum += s->buckets[b];
+			cum += buckets[b];
 			if (b < EXP_HIST_BOUNDS)
 				snprintf(le, sizeof le, "%g", exp_hist_bounds_s[b]);
 			else
@@ -108,10 +117,10 @@ static void put_family(struct sbuf *out, enum exp_mfam f, const struct exp_serie
 		}
 		sbuf_printf(out, "%s_sum", fi->prom_name);
 		put_labels(out, s, NULL);
-		sbuf_printf(out, " %" PRIu64 ".%09" PRIu64 "\n", s->sum_ns / 1000000000u, s->sum_ns % 1000000000u);
+		sbuf_printf(out, " %" PRIu64 ".%09" PRIu64 "\n", sum_ns / 1000000000u, sum_ns % 1000000000u);
 		sbuf_printf(out, "%s_count", fi->prom_name);
 		put_labels(out, s, NULL);
-		sbuf_printf(out, " %" PRIu64 "\n", s->count);
+		sbuf_printf(out, " %" PRIu64 "\n", count);
 	}
 }
 
