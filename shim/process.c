@@ -27,6 +27,7 @@
 #include "ids.h"
 #include "proto/w3c.h"
 #include "shim.h"
+#include "xport_tls.h"
 
 extern char **environ;
 
@@ -176,7 +177,7 @@ void ts_resource_rebuild(void)
 }
 
 /* TRACEPARENT from the environment (env-carrier convention). TRACESTATE and
- * BAGGAGE are read into ts_process_extras by ts_http_init. */
+ * BAGGAGE are read into ts_process_extras by ts_stream_init. */
 static bool env_parent(struct ts_ctx *c)
 {
 	const char *tp = getenv("TRACEPARENT");
@@ -558,8 +559,10 @@ void ts_process_end(int exit_code, int sig)
 	ts_in_shim++;
 	ts_sync_flush++; /* flushed below: no sender thread for these spans */
 	uint64_t end = ts_now_ns();
-	if (!sig)
+	if (!sig) {
+		ts_tls_release_all();
 		ts_fd_release_all();
+	}
 	if (proc_segment > 1)
 		ts_span_attr_int(&proc_span, "traceshim.segment", proc_segment);
 	if (sig) {

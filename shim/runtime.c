@@ -10,7 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "http_trace.h"
+#include "stream.h"
 #include "ids.h"
 #include "shim.h"
 
@@ -37,6 +37,30 @@ void *ts_resolve(const char *name, _Atomic(void *) *slot)
 		p = dlsym(RTLD_DEFAULT, name);
 	}
 	atomic_store_explicit(slot, p, memory_order_relaxed);
+	errno = saved;
+	return p;
+}
+
+/* A library function, for hooks of libraries other than libc (TLS): from
+ * the next object in the global scope, else from the library itself if it
+ * is loaded at all — Python's _ssl loads libssl with local scope, where
+ * RTLD_NEXT cannot see it. NULL when neither has it (the hook then passes
+ * the call on as best it can; it never crashes). */
+void *ts_resolve_lib(const char *name, const char *lib, _Atomic(void *) *slot)
+{
+	int saved = errno;
+	ts_in_shim++;
+	void *p = dlsym(RTLD_NEXT, name);
+	if (!p) {
+		void *h = dlopen(lib, RTLD_NOLOAD | RTLD_LAZY);
+		if (h) {
+			p = dlsym(h, name);
+			dlclose(h); /* NOLOAD took a reference: give it back */
+		}
+	}
+	ts_in_shim--;
+	if (p)
+		atomic_store_explicit(slot, p, memory_order_relaxed);
 	errno = saved;
 	return p;
 }
@@ -224,7 +248,7 @@ void ts_init_slow(void)
 		seed_process();
 		ts_transport_init();
 		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-		ts_http_init();
+		ts_stream_init();
 		ts_process_start();
 	}
 	ts_in_shim--;

@@ -69,6 +69,23 @@ void *ts_resolve(const char *name, _Atomic(void *) *slot);
 		return f;                                                                     \
 	}
 
+void *ts_resolve_lib(const char *name, const char *lib, _Atomic(void *) *slot);
+
+/* TS_REAL_LIB(SSL_write, int, (SSL *, const void *, int), "libssl.so.3"):
+ * the same for a function of another library; real_SSL_write() may be NULL. */
+#define TS_REAL_LIB(name, ret, params, lib)                                           \
+	typedef ret(*name##_fn) params;                                                   \
+	static _Atomic(void *) real_##name##_slot;                                        \
+	static inline name##_fn real_##name(void)                                         \
+	{                                                                                 \
+		void *p = atomic_load_explicit(&real_##name##_slot, memory_order_relaxed);    \
+		if (TS_UNLIKELY(!p))                                                          \
+			p = ts_resolve_lib(#name, lib, &real_##name##_slot);                      \
+		name##_fn f;                                                                  \
+		memcpy(&f, &p, sizeof f);                                                     \
+		return f;                                                                     \
+	}
+
 /* ---- clocks ---------------------------------------------------------- */
 
 static inline uint64_t ts_now_ns(void)
@@ -102,6 +119,10 @@ struct ts_ctx {
 	uint8_t flags;  /* W3C trace-flags: bit 0 sampled */
 	bool valid;
 	bool remote;    /* span_id belongs to another process */
+	/* A SERVER span's context: the parent id its request's traceparent
+	 * carried, so a proxy forwarding that header can be recognised. */
+	bool has_received_parent;
+	uint8_t received_parent[8];
 };
 
 /* The context new spans on this thread are children of: the thread's own if

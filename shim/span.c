@@ -106,6 +106,7 @@ void ts_span_ctx(const struct ts_span *s, struct ts_ctx *out)
 	out->flags = (s->flags & TS_SPAN_F_SAMPLED) ? 1 : 0;
 	out->valid = true;
 	out->remote = false;
+	out->has_received_parent = false;
 }
 
 /* Baggage of the current context, copied onto the span as baggage.<key>
