@@ -580,7 +580,7 @@ static void observe_one(struct exp_metrics *m, const uint8_t *rec, const char *s
 	for (size_t i = 0; i < m->cfg.n_dims; i++)
 		if (a->dims[i])
 			lab_attr(&l, m->cfg.dims[i], a->dims[i]);
-	/* calls and duration share their series: one lookup (exp_metrics_family) */
+	/* calls and duration share their series: one lookup (exp_snap_family) */
 	observe_duration(m, EXP_MF_CALLS, svc, svc_len, &l, d, now_unix_ns);
 	semconv_metrics(m, &h, a, svc, svc_len, d, now_unix_ns);
 	graph(m, &h, a, svc, svc_len, d, now_ms, now_unix_ns);
@@ -649,16 +649,66 @@ void exp_metrics_counts(struct exp_metrics *m, struct exp_metrics_counts *o)
 	pthread_mutex_unlock(&m->lock);
 }
 
-void exp_metrics_lock(struct exp_metrics *m) { pthread_mutex_lock(&m->lock); }
-void exp_metrics_unlock(struct exp_metrics *m) { pthread_mutex_unlock(&m->lock); }
-
-const struct exp_series *exp_metrics_family(const struct exp_metrics *m, enum exp_mfam f)
+static enum exp_mfam family_of(enum exp_mfam f)
 {
 	if (f == EXP_MF_DURATION)
-		f = EXP_MF_CALLS;
-	else if (f == EXP_MF_SG_FAILED || f == EXP_MF_SG_SERVER || f == EXP_MF_SG_CLIENT)
-		f = EXP_MF_SG_REQUEST;
-	return m->fam_head[f];
+		return EXP_MF_CALLS;
+	if (f == EXP_MF_SG_FAILED || f == EXP_MF_SG_SERVER || f == EXP_MF_SG_CLIENT)
+		return EXP_MF_SG_REQUEST;
+	return f;
+}
+
+static size_t series_size(const struct exp_series *s)
+{
+	size_t n = sizeof *s + s->service_len + s->labels_len;
+	return (n + 15) & ~(size_t)15;
+}
+
+bool exp_metrics_snapshot(struct exp_metrics *m, struct exp_metrics_snap *out)
+{
+	*out = (struct exp_metrics_snap){.mem = NULL};
+	pthread_mutex_lock(&m->lock);
+	size_t total = 0;
+	for (int f = 0; f < EXP_MF_COUNT; f++)
+		for (const struct exp_series *s = m->fam_head[f]; s; s = s->fam_next)
+			total += series_size(s) + (s->edge ? sizeof *s->edge : 0);
+	char *p = total ? malloc(total) : NULL;
+	if (total && !p) {
+		pthread_mutex_unlock(&m->lock);
+		return false;
+	}
+	out->mem = p;
+	for (int f = 0; f < EXP_MF_COUNT; f++) {
+		struct exp_series **tail = &out->fam_head[f];
+		for (const struct exp_series *s = m->fam_head[f]; s; s = s->fam_next) {
+			struct exp_series *c = (struct exp_series *)(void *)p;
+			size_t n = series_size(s);
+			memcpy(c, s, sizeof *s + s->service_len + s->labels_len);
+			p += n;
+			if (s->edge) {
+				c->edge = (struct exp_edge_extra *)(void *)p;
+				memcpy(c->edge, s->edge, sizeof *s->edge);
+				p += sizeof *s->edge;
+			}
+			c->hnext = NULL;
+			c->fam_next = NULL;
+			*tail = c;
+			tail = &c->fam_next;
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	return true;
+}
+
+void exp_metrics_snap_free(struct exp_metrics_snap *s)
+{
+	free(s->mem);
+	s->mem = NULL;
+}
+
+const struct exp_series *exp_snap_family(const struct exp_metrics_snap *s, enum exp_mfam f)
+{
+	return s->fam_head[family_of(f)];
 }
 
 bool exp_series_value(enum exp_mfam f, const struct exp_series *s, uint64_t *count, uint64_t *sum_ns,

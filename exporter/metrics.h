@@ -104,7 +104,7 @@ struct exp_edge_extra {
 	uint64_t server_buckets[EXP_HIST_BUCKETS];
 };
 
-/* What series s holds for family f (s from exp_metrics_family(m, f)):
+/* What series s holds for family f (s from exp_snap_family(snap, f)):
  * false when nothing (a database edge has no server histogram). */
 bool exp_series_value(enum exp_mfam f, const struct exp_series *s, uint64_t *count, uint64_t *sum_ns,
 		      const uint64_t **buckets);
@@ -165,10 +165,19 @@ void exp_metrics_prometheus(struct exp_metrics *m, const struct exp_health *h, s
 bool exp_metrics_otlp(struct exp_metrics *m, const struct exp_health *h, uint64_t now_unix_ns,
 		      uint64_t start_unix_ns, struct sbuf *out, uint32_t *points);
 
-/* For the encoders, under the lock: the families' series lists. */
-void exp_metrics_lock(struct exp_metrics *m);
-void exp_metrics_unlock(struct exp_metrics *m);
-const struct exp_series *exp_metrics_family(const struct exp_metrics *m, enum exp_mfam f);
+/* For the encoders: a copy of every series, made under the lock in one
+ * pass of memcpy, so a page or a request is formatted without holding it —
+ * the receive loop waits for a copy (2-11 ms for 10000 series on a loaded
+ * 2-core machine), not for 170000 formatted lines (~0.2 s there). */
+struct exp_metrics_snap {
+	struct exp_series *fam_head[EXP_MF_COUNT];
+	char *mem;
+};
+bool exp_metrics_snapshot(struct exp_metrics *m, struct exp_metrics_snap *out); /* false: out of memory */
+void exp_metrics_snap_free(struct exp_metrics_snap *s);
+/* The series family f is made of (some families share series: see
+ * exp_series_value). */
+const struct exp_series *exp_snap_family(const struct exp_metrics_snap *s, enum exp_mfam f);
 
 /* Pure helpers, unit-tested. */
 /* A Prometheus label name from an attribute key: [a-zA-Z0-9_], others '_',

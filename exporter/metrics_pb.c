@@ -382,7 +382,7 @@ static ResourceMetrics *resource_metrics(struct build *b, const struct rgroup *g
 	return rm;
 }
 
-static bool build_all(struct build *b, struct exp_metrics *m, const struct exp_health *h,
+static bool build_all(struct build *b, const struct exp_metrics_snap *m, const struct exp_health *h,
 		      const struct exp_metrics_counts *c)
 {
 	/* Group 0 is the exporter's own resource (service graph, health,
@@ -390,7 +390,7 @@ static bool build_all(struct build *b, struct exp_metrics *m, const struct exp_h
 	if (!group_for(b, "", 0))
 		return false;
 	for (int f = 0; f < EXP_MF_COUNT; f++)
-		for (const struct exp_series *s = exp_metrics_family(m, (enum exp_mfam)f); s; s = s->fam_next)
+		for (const struct exp_series *s = exp_snap_family(m, (enum exp_mfam)f); s; s = s->fam_next)
 			if (exp_mfam[f].per_service && !s->overflow && !group_for(b, s->data, s->service_len))
 				return false;
 	for (size_t gi = 0; gi < b->n_groups; gi++)
@@ -398,7 +398,7 @@ static bool build_all(struct build *b, struct exp_metrics *m, const struct exp_h
 			bool per = exp_mfam[f].per_service;
 			if (!per && gi != 0)
 				continue;
-			if (!family_metric(b, (enum exp_mfam)f, exp_metrics_family(m, (enum exp_mfam)f),
+			if (!family_metric(b, (enum exp_mfam)f, exp_snap_family(m, (enum exp_mfam)f),
 					   &b->groups[gi], per))
 				return false;
 		}
@@ -410,9 +410,13 @@ bool exp_metrics_otlp(struct exp_metrics *m, const struct exp_health *h, uint64_
 {
 	struct build b = {.now = now_unix_ns, .start = start_unix_ns};
 	struct exp_metrics_counts c;
+	struct exp_metrics_snap snap;
 	exp_metrics_counts(m, &c);
-	exp_metrics_lock(m);
-	bool ok = build_all(&b, m, h, &c);
+	if (!exp_metrics_snapshot(m, &snap)) {
+		*points = 0;
+		return false;
+	}
+	bool ok = build_all(&b, &snap, h, &c);
 	Request req = OPENTELEMETRY__PROTO__COLLECTOR__METRICS__V1__EXPORT_METRICS_SERVICE_REQUEST__INIT;
 	ResourceMetrics **rms = ok ? arena_alloc(&b.a, b.n_groups * sizeof *rms) : NULL;
 	ok = ok && rms;
@@ -433,7 +437,7 @@ bool exp_metrics_otlp(struct exp_metrics *m, const struct exp_health *h, uint64_
 			ok = false;
 		}
 	}
-	exp_metrics_unlock(m);
+	exp_metrics_snap_free(&snap);
 	*points = b.points;
 	ok = ok && !b.a.oom;
 	arena_free(&b.a);

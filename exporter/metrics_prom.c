@@ -32,6 +32,14 @@ void exp_prom_escape(struct sbuf *out, const char *v, size_t n)
 	const uint8_t *p = (const uint8_t *)v;
 	size_t i = 0;
 	while (i < n) {
+		size_t j = i; /* a run of plain ASCII goes in one copy */
+		while (j < n && p[j] >= 0x20 && p[j] < 0x7f && p[j] != '\\' && p[j] != '"')
+			j++;
+		if (j > i) {
+			sbuf_put(out, p + i, j - i);
+			i = j;
+			continue;
+		}
 		uint32_t cp;
 		size_t k = exp_utf8_next(p + i, n - i, &cp);
 		if (cp == EXP_UTF8_BAD)
@@ -51,31 +59,65 @@ void exp_prom_escape(struct sbuf *out, const char *v, size_t n)
 static void put_label(struct sbuf *out, bool *first, const char *key, size_t klen, const char *val, size_t vlen)
 {
 	char name[TS_KEY_MAX + 2];
-	exp_prom_label_name(name, sizeof name, key, klen);
-	sbuf_printf(out, "%s%s=\"", *first ? "" : ",", name);
+	size_t n = exp_prom_label_name(name, sizeof name, key, klen);
+	if (!*first)
+		sbuf_putc(out, ',');
+	sbuf_put(out, name, n);
+	sbuf_put(out, "=\"", 2);
 	exp_prom_escape(out, val, vlen);
 	sbuf_putc(out, '"');
 	*first = false;
 }
 
-/* {service_name="…",label="…"[,le="…"]} — braces only when something is in them. */
-static void put_labels(struct sbuf *out, const struct exp_series *s, const char *le)
+/* service_name="…",label="…" of a series, made once per series (a
+ * histogram repeats it on 17 lines). */
+static void labels_text(struct sbuf *out, const struct exp_series *s)
 {
 	bool first = true;
 	size_t off = 0;
 	struct exp_label l;
-	bool any = s->service_len || s->labels_len || le;
-	if (!any)
-		return;
-	sbuf_putc(out, '{');
+	sbuf_reset(out);
 	if (s->service_len)
 		put_label(out, &first, "service.name", 12, s->data, s->service_len);
 	while (exp_series_label(s, &off, &l))
 		put_label(out, &first, l.key, l.klen, l.val, l.vlen);
-	if (le)
-		put_label(out, &first, "le", 2, le, strlen(le));
-	sbuf_putc(out, '}');
 }
+
+static void put_u64(struct sbuf *out, uint64_t v)
+{
+	char num[24], *e = num + sizeof num, *q = e;
+	do
+		*--q = (char)('0' + v % 10);
+	while (v /= 10);
+	sbuf_put(out, q, (size_t)(e - q));
+}
+
+/* name{labels[,le="…"]} value — braces only when something is in them. */
+static void put_line(struct sbuf *out, const char *name, const char *suffix, const struct sbuf *lab, const char *le,
+		     uint64_t v)
+{
+	sbuf_put(out, name, strlen(name));
+	sbuf_put(out, suffix, strlen(suffix));
+	if (lab->len || le) {
+		sbuf_putc(out, '{');
+		sbuf_put(out, lab->p, lab->len);
+		if (le) {
+			if (lab->len)
+				sbuf_putc(out, ',');
+			sbuf_put(out, "le=\"", 4);
+			sbuf_put(out, le, strlen(le));
+			sbuf_putc(out, '"');
+		}
+		sbuf_putc(out, '}');
+	}
+	sbuf_putc(out, ' ');
+	put_u64(out, v);
+	sbuf_putc(out, '\n');
+}
+
+/* The bounds as `le` values, "%g" of exp_hist_bounds_s, then +Inf. */
+static const char *const le_text[EXP_HIST_BUCKETS] = {"0.005", "0.01", "0.025", "0.05", "0.075", "0.1", "0.25",
+							"0.5",   "0.75", "1",     "2.5",  "5",     "7.5", "10", "+Inf"};
 
 static void put_family(struct sbuf *out, enum exp_mfam f, const struct exp_series *first)
 {
@@ -94,34 +136,35 @@ static void put_family(struct sbuf *out, enum exp_mfam f, const struct exp_serie
 		n -= 6;
 	sbuf_printf(out, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)n, fi->prom_name, fi->help, (int)n,
 		    fi->prom_name, fi->histogram ? "histogram" : "counter");
+	struct sbuf lab;
+	sbuf_init(&lab);
 	for (; s; s = s->fam_next) {
 		if (!exp_series_value(f, s, &count, &sum_ns, &buckets))
 			continue;
+		labels_text(&lab, s);
 		if (!fi->histogram) {
-			sbuf_printf(out, "%s", fi->prom_name);
-			put_labels(out, s, NULL);
-			sbuf_printf(out, " %" PRIu64 "\n", count);
+			put_line(out, fi->prom_name, "", &lab, NULL, count);
 			continue;
 		}
 		uint64_t cum = 0;
 		for (unsigned b = 0; b < EXP_HIST_BUCKETS; b++) {
-			char le[32];
 			cum += buckets[b];
-			if (b < EXP_HIST_BOUNDS)
-				snprintf(le, sizeof le, "%g", exp_hist_bounds_s[b]);
-			else
-				snprintf(le, sizeof le, "+Inf");
-			sbuf_printf(out, "%s_bucket", fi->prom_name);
-			put_labels(out, s, le);
-			sbuf_printf(out, " %" PRIu64 "\n", cum);
+			put_line(out, fi->prom_name, "_bucket", &lab, le_text[b], cum);
 		}
-		sbuf_printf(out, "%s_sum", fi->prom_name);
-		put_labels(out, s, NULL);
+		/* the sum in seconds, exactly: integer nanoseconds as s.nnnnnnnnn */
+		sbuf_put(out, fi->prom_name, strlen(fi->prom_name));
+		sbuf_put(out, "_sum", 4);
+		if (lab.len) {
+			sbuf_putc(out, '{');
+			sbuf_put(out, lab.p, lab.len);
+			sbuf_putc(out, '}');
+		}
 		sbuf_printf(out, " %" PRIu64 ".%09" PRIu64 "\n", sum_ns / 1000000000u, sum_ns % 1000000000u);
-		sbuf_printf(out, "%s_count", fi->prom_name);
-		put_labels(out, s, NULL);
-		sbuf_printf(out, " %" PRIu64 "\n", count);
+		put_line(out, fi->prom_name, "_count", &lab, NULL, count);
 	}
+	if (lab.oom)
+		out->oom = true;
+	sbuf_free(&lab);
 }
 
 static void put_simple(struct sbuf *out, const char *name, const char *type, const char *help, uint64_t v)
@@ -171,13 +214,17 @@ static void put_health(struct sbuf *out, const struct exp_health *h, const struc
 void exp_metrics_prometheus(struct exp_metrics *m, const struct exp_health *h, struct sbuf *out)
 {
 	struct exp_metrics_counts c;
+	struct exp_metrics_snap snap;
 	exp_metrics_counts(m, &c);
-	exp_metrics_lock(m);
+	if (!exp_metrics_snapshot(m, &snap)) {
+		out->oom = true;
+		return;
+	}
 	for (int f = 0; f < EXP_MF_COUNT; f++) {
-		const struct exp_series *s = exp_metrics_family(m, (enum exp_mfam)f);
+		const struct exp_series *s = exp_snap_family(&snap, (enum exp_mfam)f);
 		if (s)
 			put_family(out, (enum exp_mfam)f, s);
 	}
-	exp_metrics_unlock(m);
+	exp_metrics_snap_free(&snap);
 	put_health(out, h, &c);
 }
