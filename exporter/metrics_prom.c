@@ -129,13 +129,10 @@ static void put_family(struct sbuf *out, enum exp_mfam f, const struct exp_serie
 		s = s->fam_next;
 	if (!s)
 		return; /* nothing to show: no header either */
-	/* The TYPE line names the family without the counter's _total suffix
-	 * (OpenMetrics does; the 0.0.4 parser accepts either). */
-	size_t n = strlen(fi->prom_name);
-	if (!fi->histogram && n > 6 && !strcmp(fi->prom_name + n - 6, "_total"))
-		n -= 6;
-	sbuf_printf(out, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)n, fi->prom_name, fi->help, (int)n,
-		    fi->prom_name, fi->histogram ? "histogram" : "counter");
+	/* Text format 0.0.4: HELP and TYPE name a counter with its _total, as
+	 * its samples are named (OpenMetrics would drop it; promtool checks). */
+	sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", fi->prom_name, fi->help, fi->prom_name,
+		    fi->histogram ? "histogram" : "counter");
 	struct sbuf lab;
 	sbuf_init(&lab);
 	for (; s; s = s->fam_next) {
@@ -169,11 +166,7 @@ static void put_family(struct sbuf *out, enum exp_mfam f, const struct exp_serie
 
 static void put_simple(struct sbuf *out, const char *name, const char *type, const char *help, uint64_t v)
 {
-	size_t n = strlen(name);
-	if (!strcmp(type, "counter") && n > 6 && !strcmp(name + n - 6, "_total"))
-		n -= 6;
-	sbuf_printf(out, "# HELP %.*s %s\n# TYPE %.*s %s\n%s %" PRIu64 "\n", (int)n, name, help, (int)n, name, type,
-		    name, v);
+	sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name, v);
 }
 
 static void put_health(struct sbuf *out, const struct exp_health *h, const struct exp_metrics_counts *c)
@@ -182,8 +175,8 @@ static void put_health(struct sbuf *out, const struct exp_health *h, const struc
 		   "Spans received from traced processes (received_spans).", h->received);
 	put_simple(out, "traceshim_exporter_spans_exported_total", "counter",
 		   "Spans delivered to every trace sink (exported_spans).", h->exported);
-	sbuf_printf(out, "# HELP traceshim_exporter_spans_dropped Spans lost, by reason (dropped_* in STATUS).\n"
-			 "# TYPE traceshim_exporter_spans_dropped counter\n");
+	sbuf_printf(out, "# HELP traceshim_exporter_spans_dropped_total Spans lost, by reason (dropped_* in STATUS).\n"
+			 "# TYPE traceshim_exporter_spans_dropped_total counter\n");
 	const struct {
 		const char *reason;
 		uint64_t v;
@@ -193,8 +186,8 @@ static void put_health(struct sbuf *out, const struct exp_health *h, const struc
 	for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
 		sbuf_printf(out, "traceshim_exporter_spans_dropped_total{reason=\"%s\"} %" PRIu64 "\n", d[i].reason,
 			    d[i].v);
-	sbuf_printf(out, "# HELP traceshim_exporter_frames_dropped Frames refused, by reason.\n"
-			 "# TYPE traceshim_exporter_frames_dropped counter\n"
+	sbuf_printf(out, "# HELP traceshim_exporter_frames_dropped_total Frames refused, by reason.\n"
+			 "# TYPE traceshim_exporter_frames_dropped_total counter\n"
 			 "traceshim_exporter_frames_dropped_total{reason=\"malformed\"} %" PRIu64 "\n"
 			 "traceshim_exporter_frames_dropped_total{reason=\"oversized\"} %" PRIu64 "\n",
 		    h->malformed_frames, h->oversized_frames);

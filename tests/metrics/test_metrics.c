@@ -182,7 +182,7 @@ Test(metrics, span_metrics_calls_and_duration)
 	cr_assert_eq(line_value(t, k), 2);
 	snprintf(k, sizeof k, "traces_span_metrics_duration_seconds_sum{%s} 0.023000000\n", lab);
 	cr_assert_not_null(strstr(t, k), "%s", t);
-	cr_assert_not_null(strstr(t, "# TYPE traces_span_metrics_calls counter\n"));
+	cr_assert_not_null(strstr(t, "# TYPE traces_span_metrics_calls_total counter\n"));
 	cr_assert_not_null(strstr(t, "# TYPE traces_span_metrics_duration_seconds histogram\n"));
 	/* the semantic-convention histogram, with its standard attributes */
 	cr_assert_eq(line_value(t, "http_server_request_duration_seconds_count{service_name=\"shop-server\","

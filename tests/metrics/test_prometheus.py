@@ -16,7 +16,9 @@ buckets. Takes ~15-25 s, most of it Prometheus starting and scraping.
 """
 
 import os
+import subprocess
 import sys
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
@@ -101,6 +103,14 @@ class PrometheusTest(tstest.TestCase):
         self.assertIsNotNone(got, "no p95")
         self.assertAlmostEqual(got, want, places=9)
         # Every client span found its server span: nothing is left waiting.
+        # The page itself passes Prometheus' own linter (text format 0.0.4:
+        # HELP/TYPE per family, names, label syntax, histogram series).
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.ports["plain"], timeout=10) as r:
+            self.assertEqual(r.headers["Content-Type"], "text/plain; version=0.0.4; charset=utf-8")
+            page = r.read()
+        lint = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=page, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=30)
+        self.assertEqual(lint.returncode, 0, lint.stdout.decode(errors="replace")[-2000:])
         # `traceshim status` (the wrapper) shows the metrics figures.
         r = self.envs["plain"].wrapper("status")
         self.assertOk(r)
