@@ -2,8 +2,9 @@
  *
  * The Prometheus endpoint is a deliberately small HTTP/1.1 server: one
  * connection at a time, the request head read within EXP_PROM_READ_MS, the
- * answer written with Connection: close. A scraper makes one request per
- * scrape; a client that stalls costs the others at most that long. */
+ * answer written within EXP_PROM_WRITE_MS, with Connection: close. A scraper
+ * makes one request per scrape; a client that stalls costs the others at
+ * most that long. */
 #include "metrics_serve.h"
 
 #include <errno.h>
@@ -26,6 +27,7 @@
 
 #define EXP_PROM_MAX_LISTENERS 4
 #define EXP_PROM_READ_MS 2000
+#define EXP_PROM_WRITE_MS 10000 /* a 28 MB page at the series cap, to a slow but honest reader */
 #define EXP_PROM_REQ_MAX 8192
 
 struct exp_metrics_server {
@@ -109,15 +111,18 @@ static int open_listeners(struct exp_metrics_server *s, char *err, size_t errcap
 	return 0;
 }
 
-static void write_all(int fd, const char *p, size_t n)
+/* Within the answer's deadline (CLOCK_MONOTONIC ms): a scraper that reads
+ * slowly is cut off, it does not hold the thread. */
+static void write_all(int fd, const char *p, size_t n, uint64_t deadline_ms)
 {
 	while (n) {
 		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && errno == EAGAIN) {
+			uint64_t now = exp_mono_ms();
 			struct pollfd pf = {.fd = fd, .events = POLLOUT};
-			if (poll(&pf, 1, EXP_PROM_READ_MS) > 0)
+			if (now < deadline_ms && poll(&pf, 1, (int)(deadline_ms - now)) > 0)
 				continue;
 		}
 		if (w <= 0)
@@ -181,9 +186,10 @@ static void serve_one(struct exp_metrics_server *s, int fd)
 			 status, reason,
 			 status == 200 ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain; charset=utf-8",
 			 s->page.len);
-	write_all(fd, hdr, (size_t)n);
+	uint64_t deadline = exp_mono_ms() + EXP_PROM_WRITE_MS;
+	write_all(fd, hdr, (size_t)n, deadline);
 	if (!head)
-		write_all(fd, s->page.p, s->page.len);
+		write_all(fd, s->page.p, s->page.len, deadline);
 	STAT_ADD(metrics_scrapes, status == 200);
 }
 
