@@ -78,10 +78,10 @@ struct half {
 	uint8_t key[24];            /* trace id + the client span's id */
 	uint64_t born_ms;
 	uint64_t client_ns, server_ns;
-	uint8_t roles;
+	uint8_t roles; /* the one half that waits */
 	bool failed, messaging;
-	uint8_t client_len, server_len;
-	char client[EXP_METRICS_SERVICE_MAX], server[EXP_METRICS_SERVICE_MAX];
+	uint8_t svc_len;
+	char svc[EXP_METRICS_SERVICE_MAX]; /* its service: the client's or the server's */
 };
 
 struct exp_metrics {
@@ -107,7 +107,7 @@ static struct half *half_new(struct exp_metrics *m)
 	struct half *x = m->spare;
 	if (x) {
 		m->spare = x->hnext;
-		memset(x, 0, offsetof(struct half, client));
+		memset(x, 0, offsetof(struct half, svc));
 		return x;
 	}
 	return calloc(1, sizeof *x);
@@ -478,9 +478,9 @@ static void half_unpaired(struct exp_metrics *m, struct half *x, uint64_t now_un
 {
 	struct labels l = {.len = 0};
 	if (x->roles & ROLE_CLIENT)
-		lab_put(&l, "client", 6, x->client, x->client_len);
+		lab_put(&l, "client", 6, x->svc, x->svc_len);
 	else
-		lab_put(&l, "server", 6, x->server, x->server_len);
+		lab_put(&l, "server", 6, x->svc, x->svc_len);
 	count(m, EXP_MF_SG_UNPAIRED, "", 0, &l, now_unix_ns);
 	m->unpaired++;
 	half_unlink(m, x);
@@ -502,10 +502,10 @@ static void graph_half(struct exp_metrics *m, const struct exp_rec_head *h, uint
 	svc_len = ts_utf8_cut(svc, svc_len, EXP_METRICS_SERVICE_MAX);
 	if (x && !(x->roles & role)) { /* the other half: an edge */
 		if (role == ROLE_CLIENT)
-			graph_edge(m, svc, svc_len, x->server, x->server_len, messaging ? "messaging_system" : NULL,
+			graph_edge(m, svc, svc_len, x->svc, x->svc_len, messaging ? "messaging_system" : NULL,
 				   failed || x->failed, d, true, x->server_ns, now_unix_ns);
 		else
-			graph_edge(m, x->client, x->client_len, svc, svc_len, x->messaging ? "messaging_system" : NULL,
+			graph_edge(m, x->svc, x->svc_len, svc, svc_len, x->messaging ? "messaging_system" : NULL,
 				   failed || x->failed, x->client_ns, true, d, now_unix_ns);
 		m->paired++;
 		half_unlink(m, x);
@@ -525,15 +525,12 @@ static void graph_half(struct exp_metrics *m, const struct exp_rec_head *h, uint
 	x->roles = role;
 	x->failed = failed;
 	x->messaging = messaging;
-	if (role == ROLE_CLIENT) {
+	if (role == ROLE_CLIENT)
 		x->client_ns = d;
-		x->client_len = (uint8_t)svc_len;
-		memcpy(x->client, svc, svc_len);
-	} else {
+	else
 		x->server_ns = d;
-		x->server_len = (uint8_t)svc_len;
-		memcpy(x->server, svc, svc_len);
-	}
+	x->svc_len = (uint8_t)svc_len;
+	memcpy(x->svc, svc, svc_len);
 	x->hnext = m->htable[slot];
 	m->htable[slot] = x;
 	x->older = m->newest;
