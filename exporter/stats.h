@@ -36,7 +36,11 @@
 	X(tail_dropped_traces)         \
 	X(tail_decided_early)          \
 	X(refused_hellos)              \
-	X(file_rotations)
+	X(file_rotations)              \
+	X(connections_refused_uid)     \
+	X(connections_refused_limit)   \
+	X(connections_refused_resources) \
+	X(child_channels)
 
 /* Levels rather than totals, set by their owner, printed after queue_depth. */
 #define EXP_GAUGES(X)                  \

@@ -216,9 +216,20 @@ bool ts_sample(const uint8_t trace_id[16], const struct ts_ctx *parent)
 /* ---- init ---------------------------------------------------------------- */
 
 /* fork() itself runs with the guard up; the child handler lowers it. The
- * transport needs nothing before fork: the child rebuilds its state. */
-static void atfork_prepare(void) { ts_in_shim++; }
-static void atfork_parent(void) { ts_in_shim--; }
+ * transport needs nothing before fork — the child rebuilds its state —
+ * except in a process that changed its credentials: its child's connection
+ * is asked for now (ts_transport_atfork_prepare). */
+static void atfork_prepare(void)
+{
+	ts_in_shim++;
+	ts_transport_atfork_prepare();
+}
+
+static void atfork_parent(void)
+{
+	ts_transport_atfork_parent();
+	ts_in_shim--;
+}
 
 static void atfork_child(void)
 {

@@ -250,6 +250,12 @@ bool ts_transport_owns_fd(int fd);
 int ts_transport_conn_fd(void);
 void ts_transport_fd_closed_by_app(int fd);
 void ts_transport_atfork_child(void);
+/* Before a uid/gid/groups change (hooks/creds.c): connect (and HELLO with
+ * the ring) now, with the credentials the exporter will check. */
+void ts_transport_keep_channel(void);
+/* fork() after such a change: the child's channel (runtime.c's atfork handlers). */
+void ts_transport_atfork_prepare(void);
+void ts_transport_atfork_parent(void);
 extern _Atomic uint64_t ts_dropped_spans;
 
 /* ---- process ---------------------------------------------------------- */

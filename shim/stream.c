@@ -130,6 +130,12 @@ void ts_stream_free(struct ts_stream *st, bool owned)
 	pthread_mutex_unlock(&free_mu);
 }
 
+void ts_stream_no_edits(struct ts_stream *st)
+{
+	st->no_edits = true;
+	st->may_edit = false;
+}
+
 void ts_stream_give_up(struct ts_stream *st)
 {
 	st->given_up = true;
@@ -176,6 +182,8 @@ bool ts_stream_attach(struct ts_stream *st, const struct ts_tracer *t, const cha
 	}
 	st->tracer = t;
 	st->tstate = state;
+	if (t->plan && !st->no_edits)
+		st->may_edit = true;
 	if (n) {
 		/* What moved while we were unsure is the start of the conversation. */
 		struct iovec v = {(void *)first, n};

@@ -115,6 +115,8 @@ struct ts_stream {
 	const struct ts_tracer *tracer; /* NULL: undecided (or given up) */
 	void *tstate;
 	bool given_up;
+	bool may_edit;                  /* the tracer plans writes (set at attach, see ts_stream_no_edits) */
+	bool no_edits;
 	struct ts_conn_info conn;
 	uint64_t out_pos;               /* application bytes written so far */
 	uint8_t new_edits_out;          /* how many of the last write's new edits (in order) started going out */
@@ -214,6 +216,15 @@ bool ts_stream_edit(struct ts_stream *st, size_t off, size_t del, const char *in
  * application repeats): for a tracer with more edits in one write than the
  * stream holds at once. */
 void ts_stream_cut(struct ts_stream *st, size_t off);
+/* This tracer will never edit this stream's writes (an HTTP server): they
+ * go out without a plan, as the application made them. */
+void ts_stream_no_edits(struct ts_stream *st);
+/* Does a write of this stream need a plan? (an edit is owed, or the
+ * tracer may ask for one) */
+static inline bool ts_stream_needs_plan(const struct ts_stream *st)
+{
+	return st->n_edits || (st->may_edit && !st->given_up);
+}
 /* The tracer stops: the stream is passed through untraced from now on. */
 void ts_stream_give_up(struct ts_stream *st);
 /* The local port of the connection (getsockname, once asked), 0 unknown. */

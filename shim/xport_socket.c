@@ -151,10 +151,21 @@ static ssize_t stream_write(int fd, struct ts_stream *st, const struct iovec *io
 		ts_stream_unlock(st);
 		return ts_out_repeat(fd, iov, cnt, call);
 	}
-	struct ts_plan pl;
-	ts_stream_plan(st, &pl, iov, cnt);
 	ssize_t n;
 	int err;
+	if (!ts_stream_needs_plan(st)) { /* nothing to edit: the application's call as it is */
+		n = ts_out_repeat(fd, iov, cnt, call);
+		err = errno;
+		if (n > 0)
+			ts_stream_sent_plain(st, iov, cnt, (size_t)n);
+		else if (n < 0 && !transient(err))
+			ts_stream_ended(st, TS_END_ERROR, errno_name(err), strerror(err));
+		ts_stream_unlock(st);
+		errno = err;
+		return n;
+	}
+	struct ts_plan pl;
+	ts_stream_plan(st, &pl, iov, cnt);
 	if (!pl.edited) {
 		n = ts_out_repeat(fd, iov, cnt, call);
 		err = errno;

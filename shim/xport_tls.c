@@ -241,6 +241,7 @@ long ts_tls_write(struct ts_stream *st, void *sess, const struct ts_tls_lib *lib
 	ts_tls_calling = st;
 	struct iovec v = {(void *)buf, len};
 	struct ts_plan pl;
+	char *null_copy = NULL; /* the application's bytes, when it retried with NULL, 0 */
 	long r;
 	if (st->stage_pending) {
 		/* The application retries after WANT_READ/WANT_WRITE (E_AGAIN): the
@@ -263,7 +264,10 @@ long ts_tls_write(struct ts_stream *st, void *sess, const struct ts_tls_lib *lib
 			ts_sniff_remember(st->sniff, &st->sniff_len, &v, 1, (size_t)r);
 		goto out;
 	}
-	ts_stream_plan(st, &pl, &v, 1);
+	if (ts_stream_needs_plan(st))
+		ts_stream_plan(st, &pl, &v, 1);
+	else
+		pl.edited = false;
 	if (!pl.edited) {
 		r = wr(sess, buf, len, arg);
 		learn(st, sess, lib);
@@ -313,12 +317,25 @@ long ts_tls_write(struct ts_stream *st, void *sess, const struct ts_tls_lib *lib
 			goto out;
 		}
 		/* Only inserted bytes went (a partial write): send on, the
-		 * application must never see 0 for a write. */
-		v = (struct iovec){(void *)buf, len};
+		 * application must never see 0 for a write. After a NULL, 0
+		 * retry its bytes are only in the stage, which is staged anew. */
+		if (!buf && !null_copy) {
+			null_copy = malloc(st->stage_app_len ? st->stage_app_len : 1);
+			if (!null_copy) {
+				ts_stream_give_up(st);
+				r = 0;
+				goto out;
+			}
+			memcpy(null_copy, st->stage + st->stage_len, st->stage_app_len);
+			v = (struct iovec){null_copy, st->stage_app_len};
+		} else if (buf) {
+			v = (struct iovec){(void *)buf, len};
+		}
 		pl.owed = st->n_edits;
 		ts_stream_layout(st, &pl, &v, 1);
 	}
 out:
+	free(null_copy);
 	ts_tls_calling = outer;
 	ts_stream_unlock(st);
 	return r;

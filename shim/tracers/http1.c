@@ -651,36 +651,17 @@ static long find_head_end(const struct http1 *h, const struct iovec *iov, int cn
 	return -1;
 }
 
-static int lower(int c)
-{
-	return c >= 'A' && c <= 'Z' ? c + 32 : c;
-}
-
 /* The offset (in this write, before `end`) of the traceparent header's value
- * `val`: found within one iovec element, preceded by "\ntraceparent:" and
- * optional whitespace (any case), so no other header's value matches. -1
- * when it is not in this write (the head started in an earlier one). */
+ * `val`, found within one iovec element; -1 when it is not in this write
+ * (the head started in an earlier one). */
 static long find_traceparent_value(const struct iovec *iov, int cnt, size_t end, const char *val, size_t vlen)
 {
 	size_t base = 0;
 	for (int i = 0; i < cnt && base < end; base += iov[i].iov_len, i++) {
-		const char *b = iov[i].iov_base;
 		size_t l = iov[i].iov_len < end - base ? iov[i].iov_len : end - base;
-		const char *p = b;
-		while ((p = memmem(p, l - (size_t)(p - b), val, vlen)) != NULL) {
-			const char *q = p;
-			while (q > b && (q[-1] == ' ' || q[-1] == '\t'))
-				q--;
-			static const char name[] = "\ntraceparent:";
-			size_t nl = sizeof name - 1, k = 0;
-			if ((size_t)(q - b) >= nl) {
-				for (k = 0; k < nl && lower((unsigned char)q[(long)k - (long)nl]) == name[k]; k++)
-					;
-			}
-			if (k == nl)
-				return (long)(base + (size_t)(p - b));
-			p++;
-		}
+		long at = http_header_value_at(iov[i].iov_base, l, "traceparent", 11, val, vlen);
+		if (at >= 0)
+			return (long)base + at;
 	}
 	return -1;
 }
@@ -760,6 +741,8 @@ static enum ts_claim h1_claim(const char *p, size_t n, bool from_client)
 
 static void *h1_attach(struct ts_stream *st)
 {
+	if (st->conn.server)
+		ts_stream_no_edits(st); /* a server's responses are never edited */
 	return http_alloc(st->conn.server);
 }
 

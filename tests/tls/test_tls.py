@@ -25,6 +25,7 @@ SERVER, CLIENT, INTERNAL = 2, 3, 1
 ERROR = 2
 TP_LINE = re.compile(rb"traceparent: 00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]\r\n")
 TLS_CLIENT = os.path.join(tstest.tsenv.BUILD_DIR, "tests", "tls", "tls_client")
+GNUTLS_CLIENT = os.path.join(tstest.tsenv.BUILD_DIR, "tests", "tls", "gnutls_client")
 
 
 def by_kind(spans, kind, **attrs):
@@ -319,9 +320,9 @@ class Tls(tstest.TestCase):
 
     # ---- byte-exactness and the retry rule -------------------------------------------
 
-    def strict_client(self, env, mode, body, traced):
+    def strict_client(self, env, mode, body, traced, client=TLS_CLIENT):
         srv = self.recording(slow=True)
-        argv = [TLS_CLIENT, str(srv.port), mode, str(body)]
+        argv = [client, str(srv.port), mode, str(body)]
         r = env.run(argv, via="preload", timeout=120) if traced else \
             subprocess.run(argv, capture_output=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -348,6 +349,22 @@ class Tls(tstest.TestCase):
                                  "the header is the head's last line")
                 if mode != "block":
                     self.assertNotIn(b"retries 0", traced.stdout, "the test must hit WANT_WRITE")
+
+    def test_gnutls_short_sends_and_again_keep_the_retry_rule(self):
+        """GnuTLS's twin of the test above: E_AGAIN retried with the same data,
+        or with NULL, 0; short sends advanced by their count."""
+        env = self.make_env()
+        for mode in ("block", "nonblock", "null"):
+            with self.subTest(mode=mode):
+                _, want = self.strict_client(env, mode, 1 << 20, traced=False, client=GNUTLS_CLIENT)
+                traced, got = self.strict_client(env, mode, 1 << 20, traced=True, client=GNUTLS_CLIENT)
+                self.assertIn(b"HTTP/1.1 200 OK", traced.stdout)
+                self.assertIn(("sent %d " % len(want)).encode(), traced.stdout)
+                lines = TP_LINE.findall(got)
+                self.assertEqual(len(lines), 1, got[:300])
+                self.assertEqual(got.replace(lines[0], b""), want)
+                if mode != "block":
+                    self.assertNotIn(b"retries 0", traced.stdout, "the test must hit E_AGAIN")
 
     def test_large_bodies_both_ways(self):
         env = self.make_env()
