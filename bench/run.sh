@@ -9,7 +9,7 @@
 # directory under /tmp, or $TRACESHIM_BENCH_DIR).
 #
 #   --quick      fewer and shorter rounds (~2-3 min instead of ~10)
-#   --only LIST  comma-separated subset of calls,nginx,python,exporter,processes
+#   --only LIST  comma-separated subset of calls,nginx,python,exporter,metrics,processes
 #                (nginx also runs the client and memory benchmarks)
 #   --keep       keep the exporters' span files
 #

@@ -12,9 +12,12 @@
 #include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "otlp_http.h" /* exp_mono_ms */
+#include "record.h"
 #include "stats.h"
 
 #define FRAMES_PER_WAKEUP 64 /* then let other connections have a turn */
@@ -449,12 +452,58 @@ static bool spans_valid(const uint8_t *p, size_t len, uint16_t *count)
 	return !r.bad && r.off == len;
 }
 
-/* Copies the (validated) records out and queues them. */
+/* With metrics off, metrics-only records are still not spans. */
+static size_t metrics_only_count(const uint8_t *recs, uint16_t count)
+{
+	size_t n = 0;
+	for (uint16_t i = 0; i < count; i++) {
+		n += (recs[EXP_REC_FLAGS] & TS_SPAN_F_METRICS_ONLY) != 0;
+		recs += exp_rec_u16(recs);
+	}
+	STAT_ADD(metrics_only_records, n);
+	return n;
+}
+
+/* Metrics-only records (TS_SPAN_F_METRICS_ONLY: spans the shim sampled
+ * out, shipped for the metrics) leave the list: they are never exported. */
+static size_t drop_metrics_only(struct exp_span **head, size_t made)
+{
+	struct exp_span *gone = NULL;
+	for (struct exp_span **pp = head; *pp;) {
+		struct exp_span *sp = *pp;
+		if (sp->rec[EXP_REC_FLAGS] & TS_SPAN_F_METRICS_ONLY) {
+			*pp = sp->next;
+			sp->next = gone;
+			gone = sp;
+			made--;
+		} else {
+			pp = &sp->next;
+		}
+	}
+	exp_span_free_list(gone);
+	return made;
+}
+
+static uint64_t unix_now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* Copies the (validated) records out and queues them — after the metrics
+ * have seen every one of them, before any bound or sampler. */
 static void queue_spans(struct exp_server *s, struct exp_conn *c, const uint8_t *p, uint16_t count)
 {
 	struct exp_resource *res = c->res ? c->res : s->unknown;
 	struct exp_span *head;
+	size_t only = s->metrics ? exp_metrics_observe(s->metrics, res, p + 2, count, exp_mono_ms(), unix_now_ns())
+				 : metrics_only_count(p + 2, count);
 	size_t made = exp_spans_new(res, p + 2, count, &head);
+	if (only) {
+		count = (uint16_t)(count - only);
+		made = drop_metrics_only(&head, made);
+	}
 	size_t dropped = (count - made) + exp_queue_push(s->queue, head, made);
 	STAT_ADD(received_spans, count);
 	if (dropped) {

@@ -17,6 +17,7 @@ packages=(
   python3 python3-protobuf libcurl4-openssl-dev libcriterion-dev
   curl nginx-light nodejs npm wrk clang libclang-rt-14-dev
   libssl-dev libgnutls28-dev openssl wget strace
+  prometheus
 )
 
 installed() {

@@ -92,6 +92,9 @@ enum ts_status { TS_STATUS_UNSET = 0, TS_STATUS_OK = 1, TS_STATUS_ERROR = 2 };
 enum ts_span_flags {
 	TS_SPAN_F_SAMPLED = 1u << 0,       /* W3C sampled flag of the span's context */
 	TS_SPAN_F_PARENT_REMOTE = 1u << 1, /* parent came from another process */
+	/* A span sampled out at the head, shipped only so the exporter's metrics
+	 * count it (docs/EXPORTER.md, Metrics): no attributes, never exported. */
+	TS_SPAN_F_METRICS_ONLY = 1u << 2,
 };
 
 /* STRARRAY: value is a str16 blob holding a sequence of str16 items

@@ -204,7 +204,11 @@ Test(process, status_keys_in_order)
 			      "child_channels", "queue_depth",
 			      "outbox_spans", "spooled_spans", "spool_files", "spool_bytes",
 			      "tail_pending_spans", "tail_pending_traces", "ring_connections", "tail_sampling", "last_error",
-			      "last_error_at"};
+			      "last_error_at", "metrics", "metrics_series", "metrics_overflow_points",
+			      "metrics_only_records", "metrics_graph_pending", "metrics_graph_paired",
+			      "metrics_graph_unpaired", "metrics_scrapes", "metrics_export_attempts",
+			      "metrics_export_retries", "metrics_export_errors", "metrics_exported_points",
+			      "metrics_dropped_points", "metrics_outbox_points"};
 	const char *p = text + strlen(want);
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
 		cr_assert_eq(strncmp(p, keys[i], strlen(keys[i])), 0, "expected %s at: %s", keys[i], p);
