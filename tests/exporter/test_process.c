@@ -502,8 +502,16 @@ static int connect_as_nobody(const char *sock)
 		return 3;
 	size_t n = tb_named_spans_frame(frame, sizeof frame, "n", 1, 1, 0);
 	send(fd, frame, n, MSG_NOSIGNAL);
-	char c; /* the exporter hangs up: EOF, or ECONNRESET if our frame was unread */
-	ssize_t r = recv(fd, &c, 1, 0);
+	/* The exporter says why (a REFUSED frame, reason uid) and hangs up: EOF,
+	 * or ECONNRESET if our frame was unread. */
+	uint8_t msg[256];
+	ssize_t r = recv(fd, msg, sizeof msg, 0);
+	struct ts_frame_header h;
+	if (r > 0) {
+		if (!ts_frame_parse_header(msg, (size_t)r, &h) || h.type != TS_FRAME_REFUSED)
+			return 6;
+		r = recv(fd, msg, sizeof msg, 0);
+	}
 	return (r == 0 || (r < 0 && errno == ECONNRESET)) ? 0 : 4;
 }
 
