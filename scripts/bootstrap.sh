@@ -16,6 +16,7 @@ packages=(
   libunwind-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   python3 python3-protobuf libcurl4-openssl-dev libcriterion-dev
   curl nginx-light nodejs npm wrk clang libclang-rt-14-dev
+  chromium
 )
 
 installed() {

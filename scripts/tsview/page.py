@@ -170,7 +170,7 @@ section.trace.closed > .rows { display:none; }
 .row.gone { display:none; }
 .links { color:var(--muted); padding:2px 10px; }
 .links a { color:#2a5db0; }
-aside#detail { position:fixed; top:0; right:0; bottom:0; width:var(--detail-width, 0); overflow:auto; background:var(--panel); border-left:1px solid var(--line); padding:10px 14px; display:none; }
+aside#detail { position:fixed; z-index:3; top:0; right:0; bottom:0; width:var(--detail-width, 0); overflow:auto; background:var(--panel); border-left:1px solid var(--line); padding:10px 14px; display:none; }
 body.detail { --detail-width:380px; }
 body.detail aside#detail { display:block; }
 aside h3 { margin:14px 0 4px; font-size:12px; text-transform:uppercase; color:var(--muted); }
@@ -213,6 +213,7 @@ document.title = DATA.title;
 const list = document.querySelector("#list tbody");
 const view = document.getElementById("traces-view");
 const sections = [];
+const spanRows = {};
 const listRows = [];
 
 function table(pairs) {
@@ -271,7 +272,9 @@ function spanRow(trace, row) {
     bar(trace, row.o, row.u, s.colour));
   el.dataset.group = row.g;
   el.dataset.search = (row.n + " " + s.name + " " + row.a.map((p) => p.join("=")).join(" ")).toLowerCase();
+  el.id = "span-" + trace.id + "-" + row.id;
   el.onclick = () => showDetail(trace, row, el);
+  spanRows[el.id] = [trace, row, el];
   return el;
 }
 
@@ -296,8 +299,9 @@ DATA.traces.forEach((trace, ti) => {
   list.append(tr);
   listRows.push(tr);
 
-  const head = $("h2", null, $("span", {class: "id"}, "trace " + trace.id), trace.root, fmt(trace.dur),
-    trace.count + " span" + (trace.count === 1 ? "" : "s"), trace.started,
+  const head = $("h2", null, $("span", {class: "id"}, "trace " + trace.id), $("span", null, trace.root),
+    $("span", null, fmt(trace.dur)), $("span", null, trace.count + " span" + (trace.count === 1 ? "" : "s")),
+    $("span", null, trace.started),
     trace.errors ? $("span", {class: "errmark"}, "✖ " + trace.errors + " error" + (trace.errors > 1 ? "s" : "")) : null,
     $("span", null, ...trace.services.map(chip)));
   const rowsEl = $("div", {class: "rows"});
@@ -340,5 +344,14 @@ function applySearch() {
 }
 document.getElementById("search").addEventListener("input", applySearch);
 applySearch();
+// #span-TRACEID-SPANID opens that span (a link to share, or to look at in a screenshot).
+const wanted = spanRows[decodeURIComponent(location.hash.slice(1))];
+if (wanted) {
+  const [trace, row, el] = wanted;
+  el.closest("section").classList.remove("closed");
+  el.classList.remove("gone");
+  showDetail(trace, row, el);
+  el.scrollIntoView({block: "center"});
+}
 document.body.dataset.rendered = "1";
 """

@@ -21,6 +21,7 @@ from tsview.model import KINDS, fmt_value
 # Shown on every span row when present; --all-attributes shows the rest too.
 KEY_ATTRIBUTES = (
     "url.full",
+    "url.path",  # a SERVER span has no url.full
     "http.response.status_code",
     "dns.question.name",
     "network.peer.address",  # joined with network.peer.port
