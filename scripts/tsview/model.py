@@ -16,8 +16,10 @@ the file. The files stay open between the passes, so a rotation in between
 does not move the bytes away.
 """
 
+import gc
 import json
 import os
+import re
 import sys
 import tempfile
 
@@ -143,7 +145,7 @@ class Span:
 
 class TraceInfo:
     """What the index keeps of one trace."""
-    __slots__ = ("trace_id", "start", "end", "count", "errors", "services", "lines", "span_ids",
+    __slots__ = ("trace_id", "start", "end", "count", "error_ids", "services", "lines", "span_ids",
                  "matched", "links", "root_name", "root_start", "number")
 
     def __init__(self, trace_id, number):
@@ -151,7 +153,7 @@ class TraceInfo:
         self.start = None
         self.end = None
         self.count = 0
-        self.errors = 0
+        self.error_ids = set()  # span ids with status ERROR
         self.services = set()
         self.lines = []        # (source index, offset, length), in file order, no repeats
         self.span_ids = set()  # to show a span sent twice (a retried batch) once
@@ -166,6 +168,32 @@ class TraceInfo:
         if self.start is None or self.end is None or self.end < self.start:
             return None
         return self.end - self.start
+
+    @property
+    def errors(self):
+        return len(self.error_ids)
+
+    def merge(self, other):
+        """Adds a later part of the same trace (another stretch of the file).
+        Returns the span ids both had (sent twice), normally none."""
+        dup = self.span_ids & other.span_ids
+        self.span_ids |= other.span_ids
+        self.count = len(self.span_ids)
+        self.error_ids |= other.error_ids
+        if other.start is not None and (self.start is None or other.start < self.start):
+            self.start = other.start
+        if other.end is not None and (self.end is None or other.end > self.end):
+            self.end = other.end
+        self.services |= other.services
+        for ref in other.lines:
+            if self.lines[-1:] != [ref]:
+                self.lines.append(ref)
+        self.matched |= other.matched
+        self.links |= other.links
+        if other.root_name is not None and (self.root_name is None or (
+                other.root_start is not None and (self.root_start is None or other.root_start < self.root_start))):
+            self.root_name, self.root_start = other.root_name, other.root_start
+        return dup
 
 
 class Source:
@@ -186,7 +214,8 @@ class Index:
         self.bad_lines = 0
         self.groups = {}          # (service, name, kind) -> group number (top only)
         self.group_keys = []
-        self.samples = []         # top: (TraceInfo, group number, duration ns, is error)
+        self.samples = []         # top: (TraceInfo, group number, duration ns, is error, span id)
+        self.workers = 1          # processes that read the file
 
 
 def open_sources(path, stdin=None):
@@ -252,94 +281,278 @@ def _resource_groups(request):
                 yield resource, scope_name, spans
 
 
-def lines_of(source):
-    """(offset, line bytes) of every line of a source, the last one even
-    without its newline."""
-    f = source.f
-    f.seek(0)
-    offset = 0
-    for line in f:
-        yield offset, line
-        offset += len(line)
+PARALLEL_MIN_BYTES = 16 << 20  # below this, forking costs more than it saves
+PARALLEL_MAX = 8
+STRETCH_MIN = 1 << 20  # no stretch smaller than this
 
 
-def index(sources, where=(), top=False):
+def index(sources, where=(), top=False, workers=None):
     """One pass over every line: the Index. `where` is a list of compiled
-    expressions (select.Where), tested against every span."""
+    expressions (selection.Where), tested against every span.
+
+    A big file is cut at line boundaries into one stretch per CPU, each read
+    by a forked child that sends its partial index back through a pipe
+    (json.loads is most of the cost and holds the GIL, so threads would not
+    help); the parts are merged in file order. Without fork, or if a child
+    fails, the stretch is read here instead: same result, only slower.
+
+    The per-span work is the viewer's hot loop (a 256 MiB file holds ~360k
+    spans): dict lookups and integer compares only. The cyclic garbage
+    collector is paused meanwhile: json.loads allocates millions of
+    containers, and each collection would walk the whole growing index (it
+    made the pass five times slower)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        tasks = _stretches(sources, _workers(workers))
+        if len(tasks) <= 1:
+            ix = Index()
+            for task in tasks:
+                _index_range(ix, sources, task, where, top)
+            return ix
+        return _index_parallel(sources, tasks, where, top)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _workers(asked):
+    if asked is not None:
+        return max(1, asked)
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, PARALLEL_MAX))
+
+
+def _size(source):
+    try:
+        return os.fstat(source.f.fileno()).st_size
+    except (OSError, ValueError):
+        return 0
+
+
+def _stretches(sources, workers):
+    """[(source index, start, end)] covering every source, cut after a newline."""
+    sizes = [_size(s) for s in sources]
+    total = sum(sizes)
+    if workers <= 1 or total < PARALLEL_MIN_BYTES:
+        return [(si, 0, size) for si, size in enumerate(sizes) if size]
+    step = max(total // workers, STRETCH_MIN)
+    tasks = []
+    for si, size in enumerate(sizes):
+        fd = sources[si].f.fileno()
+        start = 0
+        while start < size:
+            cut = _line_start_after(fd, start + step, size)
+            tasks.append((si, start, cut))
+            start = cut
+    return tasks
+
+
+def _line_start_after(fd, pos, size):
+    """The offset just after the first newline at or after pos (or size)."""
+    while pos < size:
+        chunk = os.pread(fd, 1 << 20, pos)
+        if not chunk:
+            break
+        i = chunk.find(b"\n")
+        if i >= 0:
+            return pos + i + 1
+        pos += len(chunk)
+    return size
+
+
+def _lines(fd, start, end):
+    """(offset, line) for the lines in [start, end) of fd, read with pread
+    (the file position is shared with forked readers; pread ignores it)."""
+    pos, buf, buf_at = start, b"", start
+    while pos < end:
+        chunk = os.pread(fd, min(4 << 20, end - pos), pos)
+        if not chunk:
+            break
+        pos += len(chunk)
+        buf += chunk
+        i = 0
+        while True:
+            j = buf.find(b"\n", i)
+            if j < 0:
+                break
+            yield buf_at + i, buf[i:j + 1]
+            i = j + 1
+        buf, buf_at = buf[i:], buf_at + i
+    if buf:
+        yield buf_at, buf
+
+
+def _index_parallel(sources, tasks, where, top):
+    import pickle
+    children = []
+    for task in tasks:
+        try:
+            r, w = os.pipe()
+            pid = os.fork()
+        except OSError:
+            children.append((None, None, task))
+            continue
+        if pid == 0:  # the child: index its stretch, send it, leave without cleanup
+            status = 0
+            try:
+                os.close(r)
+                part = Index()
+                _index_range(part, sources, task, where, top)
+                data = pickle.dumps(_portable(part), protocol=pickle.HIGHEST_PROTOCOL)
+                with os.fdopen(w, "wb") as out:
+                    out.write(data)
+            except BaseException:
+                status = 1
+            finally:
+                os._exit(status)
+        os.close(w)
+        children.append((pid, r, task))
     ix = Index()
-    traces = ix.traces
-    wants_attrs = bool(where)
-    for si, source in enumerate(sources):
-        for offset, line in lines_of(source):
-            if not line.strip():
-                continue
-            request = parse_line(line)
-            if request is None:
-                # A last line without its newline is being written right now.
-                if line.endswith(b"\n"):
-                    ix.bad_lines += 1
-                continue
-            ref = (si, offset, len(line))
-            for resource, _scope, raw_spans in _resource_groups(request):
-                service = service_of(resource)
-                for raw in raw_spans:
-                    if not isinstance(raw, dict):
-                        continue
-                    _index_span(ix, traces, raw, resource, service, ref, where, wants_attrs, top)
+    ix.workers = len(tasks)
+    for pid, r, task in children:
+        part = None
+        if pid is not None:
+            with os.fdopen(r, "rb") as f:
+                data = f.read()
+            _, status = os.waitpid(pid, 0)
+            if status == 0 and data:
+                try:
+                    part = pickle.loads(data)
+                except Exception:
+                    part = None
+        if part is None:  # no fork, or the child failed: read it here
+            part = Index()
+            _index_range(part, sources, task, where, top)
+            part = _portable(part)
+        _merge(ix, part)
     return ix
 
 
-def _index_span(ix, traces, raw, resource, service, ref, where, wants_attrs, top):
-    tid = _hex_id(raw.get("traceId"))
-    sid = str(raw.get("spanId", "") or "").lower()
-    t = traces.get(tid)
-    if t is None:
-        t = traces[tid] = TraceInfo(tid, len(traces))
-    if sid in t.span_ids:
-        return
-    t.span_ids.add(sid)
-    if not t.lines or t.lines[-1] != ref:
-        t.lines.append(ref)
-    t.count += 1
-    start = _int(raw.get("startTimeUnixNano"), None)
-    end = _int(raw.get("endTimeUnixNano"), None)
-    if start is not None and (t.start is None or start < t.start):
-        t.start = start
-    if end is not None and (t.end is None or end > t.end):
-        t.end = end
-    status = raw.get("status")
-    error = isinstance(status, dict) and _int(status.get("code"), 0) == STATUS_ERROR
-    if error:
-        t.errors += 1
-    t.services.add(service)
-    if not _hex_id(raw.get("parentSpanId")):
-        if t.root_start is None or (start is not None and start < t.root_start):
-            t.root_name = str(raw.get("name", "") or "") or "(unnamed)"
-            t.root_start = start if start is not None else t.root_start
-    links = raw.get("links")
-    if links:
-        for link in links:
-            if isinstance(link, dict):
-                lt = _hex_id(link.get("traceId"))
-                if lt and lt != tid:
-                    t.links.add(lt)
-    if wants_attrs:
-        all_bits = (1 << len(where)) - 1
-        if t.matched != all_bits:
-            fields = SpanFields(raw, resource, service, start, end, error)
-            for i, w in enumerate(where):
-                bit = 1 << i
-                if not t.matched & bit and w.matches(fields):
-                    t.matched |= bit
-    if top:
-        kind = _int(raw.get("kind"), 0)
-        key = (service, str(raw.get("name", "") or "") or "(unnamed)", KINDS.get(kind, "kind%d" % kind))
+def _portable(part):
+    """What a child sends back: samples refer to traces by id, not object."""
+    samples = [(t.trace_id, part.group_keys[g], dur, err, sid) for t, g, dur, err, sid in part.samples]
+    return part.traces, part.bad_lines, samples
+
+
+def _merge(ix, part):
+    traces, bad, samples = part
+    ix.bad_lines += bad
+    dups = set()
+    for tid, t in traces.items():
+        have = ix.traces.get(tid)
+        if have is None:
+            t.number = len(ix.traces)
+            ix.traces[tid] = t
+        else:
+            for sid in have.merge(t):
+                dups.add((tid, sid))
+    for tid, key, dur, err, sid in samples:
+        if dups and (tid, sid) in dups:
+            continue
         g = ix.groups.get(key)
         if g is None:
             g = ix.groups[key] = len(ix.group_keys)
             ix.group_keys.append(key)
-        dur = end - start if start is not None and end is not None and end >= start else None
-        ix.samples.append((t, g, dur, error))
+        ix.samples.append((ix.traces[tid], g, dur, err, sid))
+
+
+def _index_range(ix, sources, task, where, top):
+    si, start, end = task
+    traces = ix.traces
+    all_bits = (1 << len(where)) - 1
+    for offset, line in _lines(sources[si].f.fileno(), start, end):
+        if not line.strip():
+            continue
+        request = parse_line(line)
+        if request is None:
+            # A last line without its newline is being written right now.
+            if line.endswith(b"\n"):
+                ix.bad_lines += 1
+            continue
+        ref = (si, offset, len(line))
+        for resource, _scope, raw_spans in _resource_groups(request):
+            service = service_of(resource)
+            for raw in raw_spans:
+                if raw.__class__ is not dict:
+                    continue
+                tid = raw.get("traceId")
+                if tid.__class__ is not str or not _LOWER_HEX32(tid):
+                    tid = _hex_id(tid)
+                t = traces.get(tid)
+                if t is None:
+                    t = traces[tid] = TraceInfo(tid, len(traces))
+                ids = t.span_ids
+                sid = raw.get("spanId")
+                if sid.__class__ is not str:
+                    sid = str(sid or "")
+                if sid in ids:
+                    continue  # sent twice (a retried batch): counted once
+                ids.add(sid)
+                if t.lines[-1:] != [ref]:
+                    t.lines.append(ref)
+                t.count += 1
+                try:
+                    start_ns = int(raw["startTimeUnixNano"])
+                    end_ns = int(raw["endTimeUnixNano"])
+                except (KeyError, TypeError, ValueError):
+                    start_ns = _int(raw.get("startTimeUnixNano"), None)
+                    end_ns = _int(raw.get("endTimeUnixNano"), None)
+                if start_ns is not None and (t.start is None or start_ns < t.start):
+                    t.start = start_ns
+                if end_ns is not None and (t.end is None or end_ns > t.end):
+                    t.end = end_ns
+                status = raw.get("status")
+                error = False
+                if status:
+                    error = status.__class__ is dict and _int(status.get("code"), 0) == STATUS_ERROR
+                    if error:
+                        t.error_ids.add(sid)
+                if service not in t.services:
+                    t.services.add(service)
+                parent = raw.get("parentSpanId")
+                if not parent or not _hex_id(parent):
+                    if t.root_start is None or (start_ns is not None and start_ns < t.root_start):
+                        t.root_name = str(raw.get("name", "") or "") or "(unnamed)"
+                        t.root_start = start_ns if start_ns is not None else t.root_start
+                links = raw.get("links")
+                if links:
+                    _index_links(t, tid, links)
+                if all_bits and t.matched != all_bits:
+                    fields = SpanFields(raw, resource, service, start_ns, end_ns, error)
+                    for i, w in enumerate(where):
+                        bit = 1 << i
+                        if not t.matched & bit and w.matches(fields):
+                            t.matched |= bit
+                if top:
+                    _index_sample(ix, t, raw, service, start_ns, end_ns, error, sid)
+
+
+_LOWER_HEX32 = re.compile(r"[0-9a-f]{32}\Z").match
+
+
+def _index_links(t, tid, links):
+    if links.__class__ is not list:
+        return
+    for link in links:
+        if link.__class__ is dict:
+            lt = _hex_id(link.get("traceId"))
+            if lt and lt != tid:
+                t.links.add(lt)
+
+
+def _index_sample(ix, t, raw, service, start, end, error, sid):
+    kind = _int(raw.get("kind"), 0)
+    key = (service, str(raw.get("name", "") or "") or "(unnamed)", KINDS.get(kind, "kind%d" % kind))
+    g = ix.groups.get(key)
+    if g is None:
+        g = ix.groups[key] = len(ix.group_keys)
+        ix.group_keys.append(key)
+    dur = end - start if start is not None and end is not None and end >= start else None
+    ix.samples.append((t, g, dur, error, sid))
 
 
 class SpanFields:
@@ -356,9 +569,16 @@ class SpanFields:
     def lookup(self, key):
         """(found, value)."""
         if self._attrs is None:
-            self._attrs = attributes(self.raw.get("attributes"))
+            # Most spans are looked at for one or two keys: index the raw
+            # list by key, convert only the value asked for.
+            self._attrs = {}
+            lst = self.raw.get("attributes")
+            if lst.__class__ is list:
+                for kv in lst:
+                    if kv.__class__ is dict and "key" in kv:
+                        self._attrs[str(kv["key"])] = kv.get("value")
         if key in self._attrs:
-            return True, self._attrs[key]
+            return True, any_value(self._attrs[key])
         if key in self.resource:
             return True, self.resource[key]
         if key == "name":
@@ -423,7 +643,12 @@ def build_tree(members):
             top.append(s)
     reached = set()
 
-    def mark(root):
+    for root in top + members:  # tops first; then whatever a cycle kept from them
+        if id(root) in reached:
+            continue
+        if root not in top:
+            root.orphan = True
+            top.append(root)
         stack = [root]
         while stack:
             x = stack.pop()
@@ -432,14 +657,6 @@ def build_tree(members):
             reached.add(id(x))
             x.children = [c for c in x.children if id(c) not in reached]
             stack.extend(x.children)
-
-    for s in top:
-        mark(s)
-    for s in members:
-        if id(s) not in reached:
-            s.orphan = True
-            top.append(s)
-            mark(s)
     for s in members:
         s.children.sort(key=Span.sort_key)
     top.sort(key=Span.sort_key)

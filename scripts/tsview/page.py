@@ -64,23 +64,21 @@ def _trace_data(info, top, tables, followed_by, collapse):
             "ln": [{"t": l["trace_id"], "s": l["span_id"], "a": _pairs(l["attrs"])} for l in span.links],
         })
 
-    def visit(span, depth, group):
-        add(span, depth, group)
-        for item in plan_children(span.children, collapse):
-            if isinstance(item, More):
-                g = len(groups)
-                groups.append({"n": item.name, "c": len(item.spans), "d": depth + 1,
-                               "o": off(item.start), "u": _ms(None if item.start is None or item.end is None
-                                                              else item.end - item.start),
-                               "total": _ms(item.total), "below": item.below, "at": len(rows)})
-                for hidden in item.spans:
-                    for x in _subtree(hidden):
-                        add(x[0], depth + 1 + x[1], g)
-            else:
-                visit(item, depth + 1, group)
-
-    for span in top:
-        visit(span, 0, -1)
+    stack = [(span, 0) for span in reversed(top)]  # a stack: deep traces, no recursion limit
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, More):
+            g = len(groups)
+            groups.append({"n": item.name, "c": len(item.spans), "d": depth, "o": off(item.start),
+                           "u": _ms(None if item.start is None or item.end is None else item.end - item.start),
+                           "total": _ms(item.total), "below": item.below, "at": len(rows)})
+            for hidden in item.spans:
+                for x, below in _subtree(hidden):
+                    add(x, depth + below, g)
+            continue
+        add(item, depth, -1)
+        for kid in reversed(plan_children(item.children, collapse)):
+            stack.append((kid, depth + 1))
     search = " ".join({s.name for s in walk(top)} | set(info.services) | {info.trace_id}).lower()
     return {
         "id": info.trace_id, "started": timestamp(info.start), "dur": _ms(info.duration),
@@ -351,7 +349,7 @@ if (wanted) {
   el.closest("section").classList.remove("closed");
   el.classList.remove("gone");
   showDetail(trace, row, el);
-  el.scrollIntoView({block: "center"});
+  el.scrollIntoView({block: "nearest"});
 }
 document.body.dataset.rendered = "1";
 """

@@ -38,7 +38,7 @@ def summarise(ix, chosen):
     """Rows for the spans of the chosen traces, by total time, largest first."""
     keep = {id(t) for t in chosen}
     rows = {}
-    for t, g, dur, error in ix.samples:
+    for t, g, dur, error, _sid in ix.samples:
         if id(t) not in keep:
             continue
         row = rows.get(g)

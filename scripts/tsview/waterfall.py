@@ -156,21 +156,21 @@ class Row:
 def layout(top, art, collapse=True):
     """Rows in tree order: (tree prefix, Span or More, parent span)."""
     rows = []
-
-    def walk(item, parent, prefix, connector):
+    # (item, parent, prefix, connector), depth first; a stack, not recursion:
+    # a deep trace must not hit the recursion limit.
+    stack = [(span, None, "", "") for span in reversed(top)]
+    while stack:
+        item, parent, prefix, connector = stack.pop()
         rows.append(Row(prefix + connector, item, parent))
         if isinstance(item, More):
-            return
+            continue
         if connector == art.tee:
             prefix += art.bar
         elif connector == art.last:
             prefix += art.blank
         kids = plan_children(item.children, collapse)
-        for i, child in enumerate(kids):
-            walk(child, item, prefix, art.last if i == len(kids) - 1 else art.tee)
-
-    for span in top:
-        walk(span, None, "", "")
+        for i in range(len(kids) - 1, -1, -1):
+            stack.append((kids[i], item, prefix, art.last if i == len(kids) - 1 else art.tee))
     return rows
 
 
