@@ -334,6 +334,16 @@ class Top(tstest.TestCase):
         self.assertRegex(line, r"^counter\s+GET\s+server\s+20\s+5\s+25\.0\s")
         self.assertRegex(text.splitlines()[-1], r"^\d+ spans in 1 trace$")
 
+        # The same curl run as a waterfall: 20 GET siblings, the N+1 shape.
+        # The first three are shown, the five errors always, the other 12 fold.
+        text = env.wrapper("show", "--ascii").stdout.decode()
+        self.assertEqual(len(re.findall(r"\.\.\. 12 more `GET`", text)), 1, text)
+        self.assertEqual(len(re.findall(r"- GET  client ", text)), 8, text)
+        self.assertEqual(len(re.findall(r"- GET  client .*ERROR", text)), 5, text)
+        text = env.wrapper("show", "--ascii", "--no-collapse").stdout.decode()
+        self.assertNotIn("more `GET`", text)
+        self.assertEqual(len(re.findall(r"- GET  client ", text)), 20, text)
+
 
 class Follow(tstest.TestCase):
     def test_linked_segments_of_a_long_job(self):
