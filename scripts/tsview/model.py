@@ -93,7 +93,8 @@ class Span:
                  "events", "links", "trace_state", "scope", "service")
 
     def __init__(self, raw, resource, scope, order):
-        self.trace_id = _hex_id(raw.get("traceId"))
+        tid = raw.get("traceId")
+        self.trace_id = tid if tid.__class__ is str else _hex_id(tid)  # the index's key, as written
         self.span_id = str(raw.get("spanId", "") or "").lower()
         self.parent_id = _hex_id(raw.get("parentSpanId"))
         self.name = str(raw.get("name", "") or "") or "(unnamed)"
@@ -480,7 +481,7 @@ def _index_range(ix, sources, task, where, top):
                 if raw.__class__ is not dict:
                     continue
                 tid = raw.get("traceId")
-                if tid.__class__ is not str or not _LOWER_HEX32(tid):
+                if tid.__class__ is not str:
                     tid = _hex_id(tid)
                 t = traces.get(tid)
                 if t is None:
@@ -492,8 +493,9 @@ def _index_range(ix, sources, task, where, top):
                 if sid in ids:
                     continue  # sent twice (a retried batch): counted once
                 ids.add(sid)
-                if t.lines[-1:] != [ref]:
-                    t.lines.append(ref)
+                lines = t.lines
+                if not lines or lines[-1] is not ref:
+                    lines.append(ref)
                 t.count += 1
                 try:
                     start_ns = int(raw["startTimeUnixNano"])
@@ -514,7 +516,7 @@ def _index_range(ix, sources, task, where, top):
                 if service not in t.services:
                     t.services.add(service)
                 parent = raw.get("parentSpanId")
-                if not parent or not _hex_id(parent):
+                if not parent or parent.__class__ is not str or not parent.strip("0"):
                     if t.root_start is None or (start_ns is not None and start_ns < t.root_start):
                         t.root_name = str(raw.get("name", "") or "") or "(unnamed)"
                         t.root_start = start_ns if start_ns is not None else t.root_start
@@ -529,9 +531,6 @@ def _index_range(ix, sources, task, where, top):
                             t.matched |= bit
                 if top:
                     _index_sample(ix, t, raw, service, start_ns, end_ns, error, sid)
-
-
-_LOWER_HEX32 = re.compile(r"[0-9a-f]{32}\Z").match
 
 
 def _index_links(t, tid, links):
@@ -617,7 +616,10 @@ def load(sources, infos):
             continue
         for resource, scope, raw_spans in _resource_groups(request):
             for raw in raw_spans:
-                if not isinstance(raw, dict) or _hex_id(raw.get("traceId")) not in wanted:
+                if not isinstance(raw, dict):
+                    continue
+                tid = raw.get("traceId")
+                if (tid if tid.__class__ is str else _hex_id(tid)) not in wanted:
                     continue
                 span = Span(raw, resource, scope, order)
                 order += 1
