@@ -49,9 +49,11 @@ def any_value(v):
         except (TypeError, ValueError):
             return v["doubleValue"]
     if "arrayValue" in v:
-        return [any_value(x) for x in ((v["arrayValue"] or {}).get("values") or [])]
+        av = v["arrayValue"]
+        return [any_value(x) for x in _list(av.get("values") if isinstance(av, dict) else None)]
     if "kvlistValue" in v:
-        return attributes((v["kvlistValue"] or {}).get("values"))
+        kv = v["kvlistValue"]
+        return attributes(kv.get("values") if isinstance(kv, dict) else None)
     if "bytesValue" in v:
         return v["bytesValue"]
     return None
@@ -59,7 +61,9 @@ def any_value(v):
 
 def attributes(lst):
     out = {}
-    for kv in lst or []:
+    if lst.__class__ is not list:
+        return out
+    for kv in lst:
         if isinstance(kv, dict) and "key" in kv:
             out[str(kv["key"])] = any_value(kv.get("value"))
     return out
@@ -75,6 +79,10 @@ def fmt_value(v):
     if v is None:
         return ""
     return str(v)
+
+
+def _list(v):
+    return v if v.__class__ is list else ()
 
 
 def _hex_id(v):
@@ -104,7 +112,7 @@ class Span:
         self.attrs = attributes(raw.get("attributes"))
         self.resource = resource
         self.service = service_of(resource)
-        status = raw.get("status") or {}
+        status = raw.get("status")
         if not isinstance(status, dict):
             status = {}
         self.status_code = _int(status.get("code"), 0)
@@ -112,13 +120,13 @@ class Span:
         self.trace_state = str(raw.get("traceState", "") or "")
         self.scope = scope
         self.events = []
-        for e in raw.get("events") or []:
+        for e in _list(raw.get("events")):
             if isinstance(e, dict):
                 self.events.append({"name": str(e.get("name", "") or ""),
                                     "time": _int(e.get("timeUnixNano"), None),
                                     "attrs": attributes(e.get("attributes"))})
         self.links = []
-        for link in raw.get("links") or []:
+        for link in _list(raw.get("links")):
             if isinstance(link, dict):
                 self.links.append({"trace_id": _hex_id(link.get("traceId")),
                                    "span_id": str(link.get("spanId", "") or "").lower(),
@@ -266,19 +274,20 @@ def parse_line(line):
 
 
 def _resource_groups(request):
-    """(resource dict, scope name, raw span list) for each scope of a request."""
-    for rs in request.get("resourceSpans") or []:
-        if not isinstance(rs, dict):
+    """(resource dict, scope name, raw span list) for each scope of a request.
+    Anything of the wrong type is passed over, never trusted."""
+    for rs in _list(request.get("resourceSpans")):
+        if rs.__class__ is not dict:
             continue
-        res = rs.get("resource") or {}
-        resource = attributes(res.get("attributes") if isinstance(res, dict) else None)
-        for group in rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or []:
-            if not isinstance(group, dict):
+        res = rs.get("resource")
+        resource = attributes(res.get("attributes") if res.__class__ is dict else None)
+        for group in _list(rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans")):
+            if group.__class__ is not dict:
                 continue
-            scope = group.get("scope") or group.get("instrumentationLibrary") or {}
-            scope_name = str(scope.get("name", "") or "") if isinstance(scope, dict) else ""
-            spans = group.get("spans") or []
-            if isinstance(spans, list):
+            scope = group.get("scope") or group.get("instrumentationLibrary")
+            scope_name = str(scope.get("name", "") or "") if scope.__class__ is dict else ""
+            spans = group.get("spans")
+            if spans.__class__ is list:
                 yield resource, scope_name, spans
 
 

@@ -290,6 +290,40 @@ class Reading(unittest.TestCase):
         self.assertEqual([t.trace_id for t in Selection(where=where).apply(one.traces)],
                          [t.trace_id for t in Selection(where=where).apply(many.traces)])
 
+    def test_hostile_fields_are_survived(self):
+        """Every field of a span, resource and request replaced by values of
+        the wrong type: nothing raises, from the index to the page."""
+        good = raw_span("a" * 32, "1" * 16, "2" * 16, "x", 0, 1, status=2, attrs=[("k", "v")],
+                        links=[("b" * 32, "3" * 16)])
+        good["events"] = [{"name": "e", "timeUnixNano": "1", "attributes": []}]
+        wrong = [None, 5, -1.5, "", "zz", [], [1, None], {}, {"a": 1}, True,
+                 {"arrayValue": 3}, {"kvlistValue": []}, [{"key": "k", "value": {"arrayValue": {"values": 7}}}]]
+        lines = []
+        for field in list(good):
+            for w in wrong:
+                s = dict(good)
+                s["spanId"] = "%016x" % len(lines)
+                s[field] = w
+                lines.append(line("svc", [s]))
+        for w in wrong:
+            lines.append(json.dumps({"resourceSpans": [{"resource": {"attributes": w},
+                                                         "scopeSpans": [{"scope": w, "spans": [good]}]}]}) + "\n")
+            lines.append(json.dumps({"resourceSpans": w}) + "\n")
+            lines.append(json.dumps({"resourceSpans": [{"scopeSpans": w}]}) + "\n")
+            lines.append(json.dumps(w) + "\n")
+        self.write(self.path, "".join(lines) + "\xff\xfe not utf-8\n")
+        sources = model.open_sources(self.path)
+        self.addCleanup(model.close_sources, sources)
+        ix = model.index(sources, where=[Where("k=v"), Where("duration>0")], top=True)
+        chosen = Selection().apply(ix.traces)
+        trees = model.load(sources, chosen)
+        top.as_table(top.summarise(ix, chosen), len(chosen))
+        top.as_json(top.summarise(ix, chosen))
+        followed = {t.trace_id: [] for t in chosen}
+        page.render(trees, chosen, followed, "t", "n")
+        for t in chosen:
+            waterfall.render_trace(t, trees.get(t.trace_id, []), waterfall.Options(unicode=True, colour=True), io.StringIO())
+
     def test_stdin_is_read_twice(self):
         A = "a" * 32
         data = line("svc", [raw_span(A, "1" * 16, None, "job", 0, 1)]).encode()
