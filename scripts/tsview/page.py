@@ -334,16 +334,19 @@ function applySearch() {
     s.tr.style.display = ok ? "" : "none";
     if (ok) shown++;
     s.sec.querySelectorAll(".row").forEach((r) => {
-      const hit = words.length > 0 && r.dataset.search !== undefined && words.some((w) => r.dataset.search.includes(w));
+      const hit = ok && words.length > 0 && r.dataset.search !== undefined && words.every((w) => r.dataset.search.includes(w));
       r.classList.toggle("hit", hit);
     });
   }
   count.textContent = shown + " of " + sections.length + " trace" + (sections.length === 1 ? "" : "s");
 }
 document.getElementById("search").addEventListener("input", applySearch);
+// #q=WORDS starts with those words in the search box (a link to a search).
+const hash = decodeURIComponent(location.hash.slice(1));
+if (hash.startsWith("q=")) document.getElementById("search").value = hash.slice(2);
 applySearch();
 // #span-TRACEID-SPANID opens that span (a link to share, or to look at in a screenshot).
-const wanted = spanRows[decodeURIComponent(location.hash.slice(1))];
+const wanted = spanRows[hash];
 if (wanted) {
   const [trace, row, el] = wanted;
   el.closest("section").classList.remove("closed");

@@ -335,6 +335,23 @@ class Reading(unittest.TestCase):
 
 
 class Page(unittest.TestCase):
+    def test_events_links_resource_reach_the_page(self):
+        A, B = "a" * 32, "b" * 32
+        raw = raw_span(A, "1" * 16, None, "job", 0, 10, attrs=[("k", "v")], links=[(B, "2" * 16)])
+        raw["events"] = [{"name": "retry", "timeUnixNano": str(T0 + 4 * MS),
+                          "attributes": [{"key": "n", "value": {"intValue": "2"}}]}]
+        s = model.Span(raw, {"service.name": "svc", "host.name": "h"}, "traceshim", 0)
+        info = model.TraceInfo(A, 0)
+        info.start, info.end, info.count, info.services, info.links = s.start, s.end, 1, {"svc"}, {B}
+        text = page.render({A: [s]}, [info], {A: []}, "t", "n")
+        data = json.loads(text.split('type="application/json">', 1)[1].split("</script>", 1)[0])
+        row = data["traces"][0]["rows"][0]
+        self.assertEqual(row["a"], [["k", "v"]])
+        self.assertEqual(data["resources"][row["r"]], [["host.name", "h"], ["service.name", "svc"]])
+        self.assertEqual(row["ev"], [{"n": "retry", "o": 4.0, "a": [["n", "2"]]}])
+        self.assertEqual(row["ln"], [{"t": B, "s": "2" * 16, "a": []}])
+        self.assertEqual(data["traces"][0]["follows"], [B])
+
     def test_markup_in_names_stays_text(self):
         A = "a" * 32
         s = span("</script><img src=x onerror=alert(1)>", 0, 10)

@@ -274,6 +274,13 @@ class SixTraces(tstest.TestCase):
             self.assertEqual(cells[4], "5", "five spans per trace: %r" % cells)
             self.assertIn("client", cells[5])
             self.assertIn("shop", cells[5])
+        # The search box, filled from the URL: only the trace of /fail/2 stays,
+        # and its span with that URL is highlighted.
+        dom = chromium("--dump-dom", "file://%s#q=%s" % (out, "FAIL/2 client"), tmp=tmp)
+        shown = re.findall(r'<section class="trace[^"]*" id="trace-([0-9a-f]{32})"(?! style="display: none;")', dom)
+        self.assertEqual(shown, [self.kinds["fail"][0]], "the search keeps the trace of /fail/2 only")
+        self.assertIn("1 of 6 traces", dom)
+        self.assertEqual(len(re.findall(r'class="row[^"]* hit"', dom)), 2, "its client and server spans match")
         # For a person to look at (kept with TRACESHIM_TEST_KEEP=1). A URL
         # ending in #span-TRACE-SPAN opens that span's details; headless
         # screenshots of a scrolled page come out shifted, so not here.
