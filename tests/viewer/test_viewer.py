@@ -311,6 +311,20 @@ class SixTraces(tstest.TestCase):
 
 
 class Top(tstest.TestCase):
+    def test_wrapper_dispatches_top(self):
+        env = self.make_env(start_exporter=False)
+        for args in (["top", "--help"], ["help", "top"]):
+            r = env.wrapper(*args)
+            self.assertEqual(r.returncode, 0, r)
+            self.assertIn(b"usage: traceshim top", r.stdout)
+            self.assertIn(b"--json", r.stdout)
+        self.assertIn(b"\n  top ", env.wrapper("--help").stdout)
+        r = env.wrapper("top", "--last", "0")
+        self.assertEqual(r.returncode, 2, r)
+        r = env.wrapper("top", os.path.join(env.dir, "none.jsonl"))
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn(b"no trace file at", r.stderr)
+
     def test_twenty_requests_five_failing(self):
         env = self.make_env()
         server, port = start_server(env, "counter")
