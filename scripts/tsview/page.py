@@ -166,6 +166,11 @@ section.trace.closed > .rows { display:none; }
 .row.more .name { color:var(--muted); font-style:italic; }
 .row.more .bar { background:repeating-linear-gradient(90deg, #b0b0b8 0 3px, transparent 3px 5px) !important; }
 .row.gone { display:none; }
+.axis { display:grid; grid-template-columns:minmax(260px, 38%) 1fr; color:var(--muted); font-size:11px; }
+.axis .ticks { position:relative; height:14px; margin-right:10px; border-bottom:1px solid var(--line); }
+.axis .tick { position:absolute; top:0; transform:translateX(-50%); white-space:nowrap; }
+.axis .tick:first-child { transform:none; }
+.axis .tick:last-child { transform:translateX(-100%); }
 .links { color:var(--muted); padding:2px 10px; }
 .links a { color:#2a5db0; }
 aside#detail { position:fixed; z-index:3; top:0; right:0; bottom:0; width:var(--detail-width, 0); overflow:auto; background:var(--panel); border-left:1px solid var(--line); padding:10px 14px; display:none; }
@@ -310,6 +315,12 @@ DATA.traces.forEach((trace, ti) => {
     for (const id of trace.followedBy) links.append("followed by ", $("a", {href: "#trace-" + id}, id), " ");
     sec.append(links);
   }
+  // The time axis the bars are drawn on: the trace from its first start to its last end.
+  const ticks = $("div", {class: "ticks"});
+  for (const f of [0, 0.25, 0.5, 0.75, 1]) {
+    ticks.append($("span", {class: "tick", style: "left:" + f * 100 + "%"}, fmt((trace.dur || 0) * f)));
+  }
+  rowsEl.append($("div", {class: "axis"}, $("div"), ticks));
   sec.append(rowsEl);
   const groupsAt = {};
   trace.groups.forEach((g, gi) => { (groupsAt[g.at] = groupsAt[g.at] || []).push([g, gi]); });
