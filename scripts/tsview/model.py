@@ -20,6 +20,7 @@ import gc
 import json
 import os
 import re
+import stat
 import sys
 import tempfile
 
@@ -229,26 +230,38 @@ class Index:
 
 def open_sources(path, stdin=None):
     """[Source] for path: '<path>.1' (if present: the exporter rotates a full
-    file there, docs/EXPORTER.md) then path; '-' is stdin, copied to an
-    unnamed temporary file as it is read so the second pass can seek in it."""
+    file there, docs/EXPORTER.md) then path. '-' is stdin; stdin, a pipe or
+    anything else that is not a regular file (`show <(zcat old.jsonl.gz)`) is
+    copied to an unnamed temporary file as it is read, so that the second pass
+    can read it again by offset."""
     if path == "-":
-        stream = stdin if stdin is not None else sys.stdin.buffer
-        tmp = tempfile.TemporaryFile(prefix="traceshim-show-")
-        while True:
-            chunk = stream.read(1 << 20)
-            if not chunk:
-                break
-            tmp.write(chunk)
-        tmp.seek(0)
-        return [Source("stdin", tmp)]
+        return [Source("stdin", _spooled(stdin if stdin is not None else sys.stdin.buffer))]
     sources = []
-    rotated = path + ".1"
-    try:
-        sources.append(Source(rotated, open(rotated, "rb")))
-    except FileNotFoundError:
-        pass
-    sources.append(Source(path, open(path, "rb")))  # FileNotFoundError goes to the caller
+    for p in (path + ".1", path):
+        try:
+            f = open(p, "rb")
+        except FileNotFoundError:
+            if p == path:
+                close_sources(sources)
+                raise
+            continue
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            with f:
+                f = _spooled(f)
+        sources.append(Source(p, f))
     return sources
+
+
+def _spooled(stream):
+    tmp = tempfile.TemporaryFile(prefix="traceshim-show-")
+    while True:
+        chunk = stream.read(1 << 20)
+        if not chunk:
+            break
+        tmp.write(chunk)
+    tmp.flush()
+    tmp.seek(0)
+    return tmp
 
 
 def close_sources(sources):

@@ -324,6 +324,19 @@ class Reading(unittest.TestCase):
         for t in chosen:
             waterfall.render_trace(t, trees.get(t.trace_id, []), waterfall.Options(unicode=True, colour=True), io.StringIO())
 
+    def test_a_pipe_as_file_is_read_twice(self):
+        A = "a" * 32
+        fifo = os.path.join(self.dir, "fifo")
+        os.mkfifo(fifo)
+        data = line("svc", [raw_span(A, "1" * 16, None, "job", 0, 1)]).encode()
+        writer = __import__("threading").Thread(target=lambda: open(fifo, "wb").write(data))
+        writer.start()
+        sources = model.open_sources(fifo)
+        writer.join()
+        self.addCleanup(model.close_sources, sources)
+        ix = model.index(sources)
+        self.assertEqual(model.load(sources, list(ix.traces.values()))[A][0].name, "job")
+
     def test_stdin_is_read_twice(self):
         A = "a" * 32
         data = line("svc", [raw_span(A, "1" * 16, None, "job", 0, 1)]).encode()
