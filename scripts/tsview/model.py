@@ -97,7 +97,7 @@ def service_of(resource):
 
 
 class Span:
-    __slots__ = ("trace_id", "span_id", "parent_id", "name", "kind", "start", "end", "attrs",
+    __slots__ = ("trace_id", "span_id", "parent_id", "name", "kind", "start", "end", "_raw_attrs", "_attrs",
                  "resource", "status_code", "status_message", "children", "orphan", "order",
                  "events", "links", "trace_state", "scope", "service")
 
@@ -110,7 +110,8 @@ class Span:
         self.kind = _int(raw.get("kind"), 0)
         self.start = _int(raw.get("startTimeUnixNano"), None)
         self.end = _int(raw.get("endTimeUnixNano"), None)
-        self.attrs = attributes(raw.get("attributes"))
+        self._raw_attrs = raw.get("attributes")
+        self._attrs = None
         self.resource = resource
         self.service = service_of(resource)
         status = raw.get("status")
@@ -138,6 +139,28 @@ class Span:
 
     def sort_key(self):
         return (self.start if self.start is not None else 1 << 64, self.order)
+
+    @property
+    def attrs(self):
+        """All attributes, converted when first asked for (a waterfall row
+        needs only a few: see some_attrs)."""
+        if self._attrs is None:
+            self._attrs = attributes(self._raw_attrs)
+            self._raw_attrs = None
+        return self._attrs
+
+    def some_attrs(self, keys):
+        """{key: value} of the attributes whose key is in the set `keys`."""
+        if self._attrs is not None:
+            return {k: v for k, v in self._attrs.items() if k in keys}
+        out = {}
+        if self._raw_attrs.__class__ is list:
+            for kv in self._raw_attrs:
+                if kv.__class__ is dict:
+                    k = kv.get("key")
+                    if k in keys:
+                        out[str(k)] = any_value(kv.get("value"))
+        return out
 
     def process(self):
         return (self.resource.get("service.name"), self.resource.get("process.pid"))

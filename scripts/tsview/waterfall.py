@@ -200,8 +200,11 @@ def bar(start, end, t0, t1, width, art, glyph=None):
     return "".join(cells)
 
 
+_KEY_SET = frozenset(KEY_ATTRIBUTES) | {"network.peer.port"}
+
+
 def key_attributes(span, everything):
-    a = span.attrs
+    a = span.attrs if everything else span.some_attrs(_KEY_SET)
     parts = []
     for key in KEY_ATTRIBUTES:
         if key not in a:
