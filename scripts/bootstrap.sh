@@ -18,6 +18,7 @@ packages=(
   curl nginx-light nodejs npm wrk clang libclang-rt-14-dev
   libssl-dev libgnutls28-dev openssl wget strace
   prometheus
+  chromium
 )
 
 installed() {
