@@ -2,6 +2,7 @@
  * per-thread ids and context. */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,9 +11,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "stream.h"
+#include "envcarrier.h"
 #include "ids.h"
 #include "shim.h"
+#include "stream.h"
+
+#ifndef TS_PRELOAD_ENV_FILE
+#define TS_PRELOAD_ENV_FILE "/etc/traceshim/preload.env"
+#endif
 
 __thread int ts_in_shim TS_TLS;
 _Atomic int ts_init_state;
@@ -245,6 +251,66 @@ static void atfork_child(void)
 	ts_process_atfork_child(&at_fork);
 }
 
+/* ---- who is traced: TRACESHIM_INCLUDE / TRACESHIM_EXCLUDE ------------------ */
+
+TS_REAL(read, ssize_t, (int, void *, size_t))
+TS_REAL(close, int, (int))
+
+/* preload.env (config.h), read only by a process that did not get the shim
+ * through LD_PRELOAD: with /etc/ld.so.preload every process of the host
+ * loads it, and nothing sets our variables for a daemon systemd starts. */
+static char envfile[4096];
+static size_t envfile_len;
+
+static void load_envfile(void)
+{
+	if (ts_envc_preload_has(getenv("LD_PRELOAD"), "libtraceshim.so"))
+		return;
+	int fd = open(TS_PRELOAD_ENV_FILE, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return;
+	size_t n = 0;
+	ssize_t r;
+	while (n < sizeof envfile - 1 && (r = real_read()(fd, envfile + n, sizeof envfile - 1 - n)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			break;
+		n += (size_t)r;
+	}
+	real_close()(fd);
+	envfile_len = ts_envfile_prepare(envfile, n);
+}
+
+/* The environment first (an empty value counts as unset), then the file. */
+static const char *env_then_file(const char *name)
+{
+	const char *v = getenv(name);
+	if (v && *v)
+		return v;
+	return ts_envfile_lookup(envfile, envfile_len, name);
+}
+
+/* Only when rules exist: one readlink for the executable's own name, since
+ * argv[0] may be a symlink's name (python3 → python3.11) or made up. */
+static bool selected_by_rules(void)
+{
+	if (!ts_rules_present(&ts_cfg))
+		return true;
+	char exe[512];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	exe[n > 0 ? n : 0] = 0;
+	const char *slash = strrchr(exe, '/');
+	bool yes = ts_rules_select(&ts_cfg, slash ? slash + 1 : exe, program_invocation_short_name, exe);
+	if (ts_cfg.rules_unreadable)
+		ts_warn("TRACESHIM_INCLUDE or TRACESHIM_EXCLUDE is longer than %d bytes: not tracing this process",
+			TS_RULES_MAX - 1);
+	else
+		ts_debug("%s (%s): %s by TRACESHIM_INCLUDE/EXCLUDE", exe, program_invocation_short_name,
+			 yes ? "traced" : "not traced");
+	return yes;
+}
+
 void ts_init_slow(void)
 {
 	int expected = TS_INIT_NONE;
@@ -252,8 +318,13 @@ void ts_init_slow(void)
 		return; /* someone (maybe this very thread, recursing) is at it: pass through */
 	int saved = errno;
 	ts_in_shim++;
-	ts_config_load(&ts_cfg, NULL);
-	ts_enabled = !ts_cfg.disabled;
+	load_envfile();
+	ts_config_load(&ts_cfg, envfile_len ? env_then_file : NULL);
+	/* A process that is not selected is left exactly as if untraced: every
+	 * hook passes straight through, no span, no connection. Its children
+	 * inherit the environment (LD_PRELOAD, TRACEPARENT) as the process passes
+	 * it on, and are judged by their own names. */
+	ts_enabled = !ts_cfg.disabled && selected_by_rules();
 	if (ts_enabled) {
 		ts_pid = getpid();
 		seed_process();
