@@ -261,11 +261,13 @@ TS_REAL(close, int, (int))
  * loads it, and nothing sets our variables for a daemon systemd starts. */
 static char envfile[4096];
 static size_t envfile_len;
+static bool from_ld_so_preload; /* not from LD_PRELOAD: from /etc/ld.so.preload (or linked in) */
 
 static void load_envfile(void)
 {
 	if (ts_envc_preload_has(getenv("LD_PRELOAD"), "libtraceshim.so"))
 		return;
+	from_ld_so_preload = true;
 	int fd = open(TS_PRELOAD_ENV_FILE, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return;
@@ -291,17 +293,23 @@ static const char *env_then_file(const char *name)
 	return ts_envfile_lookup(envfile, envfile_len, name);
 }
 
-/* Only when rules exist: one readlink for the executable's own name, since
- * argv[0] may be a symlink's name (python3 → python3.11) or made up. */
+/* Only when rules exist (or host-wide): one readlink for the executable's own
+ * name, since argv[0] may be a symlink's name (python3 → python3.11) or made
+ * up. Host-wide, the exporter loads the shim too (nothing can take
+ * /etc/ld.so.preload away from it, as the wrapper takes LD_PRELOAD): it is
+ * never traced, or it would trace its own exports. */
 static bool selected_by_rules(void)
 {
-	if (!ts_rules_present(&ts_cfg))
+	if (!ts_rules_present(&ts_cfg) && !from_ld_so_preload)
 		return true;
 	char exe[512];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
 	exe[n > 0 ? n : 0] = 0;
 	const char *slash = strrchr(exe, '/');
-	bool yes = ts_rules_select(&ts_cfg, slash ? slash + 1 : exe, program_invocation_short_name, exe);
+	const char *name = slash ? slash + 1 : exe;
+	if (from_ld_so_preload && !strcmp(name, "traceshim-exporter"))
+		return false;
+	bool yes = ts_rules_select(&ts_cfg, name, program_invocation_short_name, exe);
 	if (ts_cfg.rules_unreadable)
 		ts_warn("TRACESHIM_INCLUDE or TRACESHIM_EXCLUDE is longer than %d bytes: not tracing this process",
 			TS_RULES_MAX - 1);
