@@ -259,8 +259,8 @@ TS_REAL(close, int, (int))
 /* preload.env (config.h), read only by a process that did not get the shim
  * through LD_PRELOAD: with /etc/ld.so.preload every process of the host
  * loads it, and nothing sets our variables for a daemon systemd starts. */
-static char envfile[4096];
-static size_t envfile_len;
+char ts_envfile[4096];
+size_t ts_envfile_len;
 static bool from_ld_so_preload; /* not from LD_PRELOAD: from /etc/ld.so.preload (or linked in) */
 
 static void load_envfile(void)
@@ -273,7 +273,7 @@ static void load_envfile(void)
 		return;
 	size_t n = 0;
 	ssize_t r;
-	while (n < sizeof envfile - 1 && (r = real_read()(fd, envfile + n, sizeof envfile - 1 - n)) != 0) {
+	while (n < sizeof ts_envfile - 1 && (r = real_read()(fd, ts_envfile + n, sizeof ts_envfile - 1 - n)) != 0) {
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
@@ -281,7 +281,7 @@ static void load_envfile(void)
 		n += (size_t)r;
 	}
 	real_close()(fd);
-	envfile_len = ts_envfile_prepare(envfile, n);
+	ts_envfile_len = ts_envfile_prepare(ts_envfile, n);
 }
 
 /* The environment first (an empty value counts as unset), then the file. */
@@ -290,7 +290,7 @@ static const char *env_then_file(const char *name)
 	const char *v = getenv(name);
 	if (v && *v)
 		return v;
-	return ts_envfile_lookup(envfile, envfile_len, name);
+	return ts_envfile_lookup(ts_envfile, ts_envfile_len, name);
 }
 
 /* Only when rules exist (or host-wide): one readlink for the executable's own
@@ -300,6 +300,10 @@ static const char *env_then_file(const char *name)
  * never traced, or it would trace its own exports. */
 static bool selected_by_rules(void)
 {
+	/* Even with LD_PRELOAD: a traced parent (systemd-socket-activate under
+	 * TRACESHIM_INCLUDE=*) hands its children LD_PRELOAD. */
+	if (!strcmp(program_invocation_short_name, "traceshim-exporter"))
+		return false;
 	if (!ts_rules_present(&ts_cfg) && !from_ld_so_preload)
 		return true;
 	char exe[512];
@@ -327,7 +331,7 @@ void ts_init_slow(void)
 	int saved = errno;
 	ts_in_shim++;
 	load_envfile();
-	ts_config_load(&ts_cfg, envfile_len ? env_then_file : NULL);
+	ts_config_load(&ts_cfg, ts_envfile_len ? env_then_file : NULL);
 	/* A process that is not selected is left exactly as if untraced: every
 	 * hook passes straight through, no span, no connection. Its children
 	 * inherit the environment (LD_PRELOAD, TRACEPARENT) as the process passes
