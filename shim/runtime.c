@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/auxv.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -330,13 +331,19 @@ void ts_init_slow(void)
 		return; /* someone (maybe this very thread, recursing) is at it: pass through */
 	int saved = errno;
 	ts_in_shim++;
-	load_envfile();
+	/* Secure execution (setuid, setgid, file capabilities): LD_PRELOAD never
+	 * gets the shim there, but /etc/ld.so.preload does, and the environment
+	 * belongs to the less privileged caller (TRACESHIM_SOCKET could name any
+	 * socket). Such a process is never traced. */
+	bool secure = getauxval(AT_SECURE) != 0;
+	if (!secure)
+		load_envfile();
 	ts_config_load(&ts_cfg, ts_envfile_len ? env_then_file : NULL);
 	/* A process that is not selected is left exactly as if untraced: every
 	 * hook passes straight through, no span, no connection. Its children
 	 * inherit the environment (LD_PRELOAD, TRACEPARENT) as the process passes
 	 * it on, and are judged by their own names. */
-	ts_enabled = !ts_cfg.disabled && selected_by_rules();
+	ts_enabled = !secure && !ts_cfg.disabled && selected_by_rules();
 	if (ts_enabled) {
 		ts_pid = getpid();
 		seed_process();

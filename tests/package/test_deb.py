@@ -409,11 +409,16 @@ class Deb(unittest.TestCase):
         exporter = self.start_system_exporter()  # now it loads the shim too
         r = inside(self.pipeline())
         self.assertEqual((r.stdout, r.stderr), (baseline.stdout, baseline.stderr))
+        # A setuid program run by an ordinary user (secure execution) loads
+        # the library from /etc/ld.so.preload, but is never traced.
+        su = inside("setpriv --reuid=65534 --regid=65534 --clear-groups su --help; echo rc=$?")
+        self.assertIn(b"rc=0", su.stdout)
         spans = self.wait_file_spans(sysfile, lambda s: s["name"] == "python3.11", "spans of every process", seen)
         names = executables(spans)
         self.assertIn("curl", names)
         self.assertIn("python3.11", names)
         self.assertIn("dash", names)
+        self.assertNotIn("su", names)
         self.assertNotIn("traceshim-exporter", names)
         seen |= {s["span_id"] for s in spans}
 
