@@ -12,6 +12,9 @@
                                        /etc/traceshim/preload.env, the exporter
                                        socket-activated as its unit would be
       apt-get remove / purge           leaves the root as it was
+    systemd-nspawn -b: the units under a real systemd (socket activation,
+      dynamic user, a User=nobody service with the drop-in); skipped where
+      nspawn cannot boot
 
 Needs root (chroot, mounts) and debootstrap; without them, or when no Debian
 mirror answers, the test is skipped (exit 77) and says why. The pristine root
@@ -454,6 +457,71 @@ class Deb(unittest.TestCase):
         changed = sorted(k for k in set(after) & set(self.before) if after[k] != self.before[k]
                          and not os.path.isdir(os.path.join(ROOT, k)) and k != "etc/ld.so.cache")
         self.assertEqual((added, removed, changed), ([], [], []))
+
+    def test_7_units_under_systemd(self):
+        """The real thing: the root booted by systemd-nspawn, the exporter
+        socket-activated as its dynamic user, a User=nobody service enabled
+        with `traceshim enable`, its spans in the system exporter's file."""
+        if not shutil.which("systemd-nspawn"):
+            self.skipTest("systemd-nspawn (package systemd-container) is not installed")
+        inside("apt-get install -y -qq --no-install-recommends /tmp/traceshim.deb")
+        port = free_port()
+        check = host_path("/root/check.sh")
+        with open(check, "w") as f:
+            f.write(NSPAWN_CHECK % {"port": port})
+        os.chmod(check, 0o755)
+        with open(host_path("/etc/systemd/system/ts-check.service"), "w") as f:
+            f.write("[Unit]\nAfter=multi-user.target\n[Service]\nType=oneshot\nExecStart=/root/check.sh\n"
+                    "ExecStartPost=/bin/systemctl poweroff\n[Install]\nWantedBy=multi-user.target\n")
+        os.symlink("/etc/systemd/system/ts-check.service",
+                   host_path("/etc/systemd/system/multi-user.target.wants/ts-check.service"))
+        for m in ("/dev/shm", "/dev", "/proc"):  # nspawn mounts its own
+            sh("umount", host_path(m))
+        r = sh("systemd-nspawn", "-q", "-D", ROOT, "-b", "--register=no", "--keep-unit", check=False, timeout=180)
+        out = {}
+        for name in ("log", "body", "uid", "state"):
+            try:
+                with open(host_path("/root/check." + name), errors="replace") as f:
+                    out[name] = f.read()
+            except FileNotFoundError:
+                out[name] = None
+        if out["log"] is None:
+            self.skipTest("systemd-nspawn did not boot the root here (%d): %s"
+                          % (r.returncode, (r.stdout + r.stderr).decode(errors="replace")[-800:]))
+        self.assertEqual(out["body"], BODY, out["log"])
+        self.assertEqual(out["state"], "ActiveState=active\n", out["log"])
+        uid = int(out["uid"].split()[1])
+        self.assertNotEqual(uid, 0, "the exporter runs as its own user")
+        self.assertGreaterEqual(uid, 61184, "a dynamic uid (61184-65519)")
+        spans = spanlib.read_jsonl(host_path("/root/check.jsonl"))[0]
+        get = [s for s in spans if s["name"] == "GET" and s["kind"] == 2]
+        self.assertEqual(len(get), 1, spanlib.describe(spans))
+        self.assertEqual(get[0]["resource"]["service.name"], "demo")
+        self.assertEqual(get[0]["attributes"].get("http.response.status_code"), 200)
+        self.assertIn("connections_refused=0\n", out["log"])
+        self.assertNotIn("is not allowed", out["log"])
+
+
+# Runs as a oneshot unit inside the booted root, then powers it off.
+NSPAWN_CHECK = """#!/bin/sh
+exec > /root/check.log 2>&1
+set -x
+sed -i 's/^TRACESHIM_ALLOWED_UIDS=.*/TRACESHIM_ALLOWED_UIDS=65534/' /etc/traceshim/exporter.env
+systemctl enable --now traceshim-exporter.socket
+printf '[Service]\\nUser=nobody\\nExecStart=/usr/bin/python3 -m http.server %(port)d --bind 127.0.0.1 --directory /srv/www\\n' \\
+    > /etc/systemd/system/demo.service
+traceshim enable demo
+systemctl start demo
+for i in $(seq 50); do curl -sf http://127.0.0.1:%(port)d/index.html > /root/check.body && break; sleep 0.2; done
+systemctl stop demo
+sleep 1
+pid=$(systemctl show -p MainPID --value traceshim-exporter.service)
+grep '^Uid:' /proc/$pid/status > /root/check.uid
+systemctl show -p ActiveState traceshim-exporter.service > /root/check.state
+cp /var/lib/traceshim/traces.jsonl /root/check.jsonl
+TRACESHIM_SOCKET=/run/traceshim/exporter.sock traceshim status
+journalctl -u traceshim-exporter --no-pager
+"""
 
 
 def main():
