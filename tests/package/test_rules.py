@@ -107,6 +107,15 @@ class SocketActivation(tstest.TestCase):
         spans = tstest.spanlib.read_jsonl(tf)[0]
         self.assertIn("connect", [s["name"] for s in spans])
 
+    def test_listen_variables_for_another_pid_are_ignored(self):
+        # Inherited from a socket-activated parent: not ours. The exporter
+        # makes and owns its socket as usual (and removes it at exit).
+        env = self.make_env(start_exporter=False)
+        env.start_exporter(env={"LISTEN_PID": "1", "LISTEN_FDS": "1"})
+        self.assertTrue(os.path.exists(env.socket + ".lock"))
+        self.assertEqual(env.stop_exporter(), 0)
+        self.assertFalse(os.path.exists(env.socket), "an exporter's own socket is removed at exit")
+
     def test_socket_bound_elsewhere_is_refused(self):
         d = self.make_tmpdir()
         p = self.start(os.path.join(d, "a.sock"), os.path.join(d, "b.sock"), os.path.join(d, "t.jsonl"))
