@@ -12,6 +12,8 @@
 # the package is checked for paths of the source or build tree. Needs
 # dpkg-dev (scripts/bootstrap.sh installs it).
 #   BUILD_DIR   where the .deb goes (default: build)
+#   DEBFULLNAME, DEBEMAIL   the Maintainer field, as for Debian's own tools
+#               (default: traceshim developers <traceshim@localhost>)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -55,10 +57,19 @@ shlibs=$(cd "$shlib_dir" && dpkg-shlibdeps -O "${elves[@]}" 2>"$shlib_dir/warnin
 [ -n "$shlibs" ] || { cat "$shlib_dir/warnings" >&2; echo "package.sh: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
 depends="$shlibs, libunwind8, python3"
 
+maintainer="${DEBFULLNAME:-traceshim developers} <${DEBEMAIL:-traceshim@localhost}>"
+
+# A native package's changelog (Debian policy 12.7): one entry for this build,
+# dated by the last commit so that two builds of one commit are identical.
+when=$(git -C "$root" log -1 --format=%aD 2>/dev/null || date -R)
+rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+printf 'traceshim (%s) unstable; urgency=medium\n\n  * Built from the traceshim repository at %s.\n\n -- %s  %s\n' \
+  "$version" "$rev" "$maintainer" "$when" | gzip -9n >"$stage/usr/share/doc/traceshim/changelog.gz"
+
 mkdir -p "$stage/DEBIAN"
 size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@INSTALLED_SIZE@/$size/" \
-  -e "s/@DEPENDS@/$depends/" packaging/debian/control.in >"$stage/DEBIAN/control"
+  -e "s/@DEPENDS@/$depends/" -e "s|@MAINTAINER@|$maintainer|" packaging/debian/control.in >"$stage/DEBIAN/control"
 install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$stage/DEBIAN/"
 (cd "$stage" && find etc -type f | sed 's|^|/|' | sort) >"$stage/DEBIAN/conffiles"
 (cd "$stage" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) >"$stage/DEBIAN/md5sums"
