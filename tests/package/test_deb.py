@@ -471,15 +471,15 @@ class Deb(unittest.TestCase):
             f.write(NSPAWN_CHECK % {"port": port})
         os.chmod(check, 0o755)
         with open(host_path("/etc/systemd/system/ts-check.service"), "w") as f:
-            f.write("[Unit]\nAfter=multi-user.target\n[Service]\nType=oneshot\nExecStart=/root/check.sh\n"
-                    "ExecStartPost=/bin/systemctl poweroff\n[Install]\nWantedBy=multi-user.target\n")
+            f.write("[Unit]\nAfter=multi-user.target\nSuccessAction=poweroff-force\nFailureAction=poweroff-force\n"
+                    "[Service]\nType=oneshot\nExecStart=/root/check.sh\n[Install]\nWantedBy=multi-user.target\n")
         os.symlink("/etc/systemd/system/ts-check.service",
                    host_path("/etc/systemd/system/multi-user.target.wants/ts-check.service"))
         for m in ("/dev/shm", "/dev", "/proc"):  # nspawn mounts its own
             sh("umount", host_path(m))
         r = sh("systemd-nspawn", "-q", "-D", ROOT, "-b", "--register=no", "--keep-unit", check=False, timeout=180)
         out = {}
-        for name in ("log", "body", "uid", "state"):
+        for name in ("log", "body", "uid", "state", "removed"):
             try:
                 with open(host_path("/root/check." + name), errors="replace") as f:
                     out[name] = f.read()
@@ -498,11 +498,17 @@ class Deb(unittest.TestCase):
         self.assertEqual(len(get), 1, spanlib.describe(spans))
         self.assertEqual(get[0]["resource"]["service.name"], "demo")
         self.assertEqual(get[0]["attributes"].get("http.response.status_code"), 200)
+        removed = out["removed"].splitlines()
+        self.assertEqual(removed[:2], ["inactive", "inactive"], out["removed"])
+        self.assertEqual(len([x for x in removed[2:] if "No such file or directory" in x]), 2,
+                         "the socket is still enabled, or the drop-in is left:\n" + out["removed"])
         self.assertIn("connections_refused=0\n", out["log"])
         self.assertNotIn("is not allowed", out["log"])
 
 
-# Runs as a oneshot unit inside the booted root, then powers it off.
+# Runs as a oneshot unit inside the booted root, which then powers off
+# (SuccessAction=/FailureAction=poweroff-force: a plain `systemctl poweroff`
+# after the package's removal once ended in a halt that nspawn waited on).
 NSPAWN_CHECK = """#!/bin/sh
 exec > /root/check.log 2>&1
 set -x
@@ -521,6 +527,13 @@ systemctl show -p ActiveState traceshim-exporter.service > /root/check.state
 cp /var/lib/traceshim/traces.jsonl /root/check.jsonl
 TRACESHIM_SOCKET=/run/traceshim/exporter.sock traceshim status
 journalctl -u traceshim-exporter --no-pager
+# Removal with systemd running: prerm stops and disables the units and takes
+# the drop-in away.
+DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq traceshim
+set +x
+{ systemctl is-active traceshim-exporter.socket traceshim-exporter.service
+  ls /etc/systemd/system/sockets.target.wants/traceshim-exporter.socket
+  ls /etc/systemd/system/demo.service.d; } > /root/check.removed 2>&1
 """
 
 
