@@ -263,6 +263,7 @@ TS_REAL(close, int, (int))
 char ts_envfile[4096];
 size_t ts_envfile_len;
 static bool from_ld_so_preload; /* not from LD_PRELOAD: from /etc/ld.so.preload (or linked in) */
+static bool envfile_too_big;
 
 static void load_envfile(void)
 {
@@ -280,6 +281,13 @@ static void load_envfile(void)
 		if (r < 0)
 			break;
 		n += (size_t)r;
+	}
+	char more;
+	if (n == sizeof ts_envfile - 1 && real_read()(fd, &more, 1) > 0) {
+		/* Cut short, a rule list could lose its end: EXCLUDE would exclude
+		 * less. A file we cannot read whole traces nothing. */
+		envfile_too_big = true;
+		n = 0;
 	}
 	real_close()(fd);
 	ts_envfile_len = ts_envfile_prepare(ts_envfile, n);
@@ -315,7 +323,10 @@ static bool selected_by_rules(void)
 	if (from_ld_so_preload && !strcmp(name, "traceshim-exporter"))
 		return false;
 	bool yes = ts_rules_select(&ts_cfg, name, program_invocation_short_name, exe);
-	if (ts_cfg.rules_unreadable)
+	if (envfile_too_big)
+		ts_warn("%s is larger than %zu bytes: not tracing this process", TS_PRELOAD_ENV_FILE,
+			sizeof ts_envfile - 1);
+	else if (ts_cfg.rules_unreadable)
 		ts_warn("TRACESHIM_INCLUDE or TRACESHIM_EXCLUDE is longer than %d bytes: not tracing this process",
 			TS_RULES_MAX - 1);
 	else
@@ -339,6 +350,8 @@ void ts_init_slow(void)
 	if (!secure)
 		load_envfile();
 	ts_config_load(&ts_cfg, ts_envfile_len ? env_then_file : NULL);
+	if (envfile_too_big)
+		ts_cfg.rules_unreadable = true;
 	/* A process that is not selected is left exactly as if untraced: every
 	 * hook passes straight through, no span, no connection. Its children
 	 * inherit the environment (LD_PRELOAD, TRACEPARENT) as the process passes

@@ -438,6 +438,17 @@ class Deb(unittest.TestCase):
         self.assertEqual(inside("/bin/true; ls -d /").stderr, b"")
         spans = self.wait_file_spans(sysfile, lambda s: s["name"] == "GET", "curl's spans", seen)
         self.assertEqual(executables(spans), ["curl"], spanlib.describe(spans))
+        seen |= {s["span_id"] for s in spans}
+
+        # A preload.env too big to read whole: nothing is traced, even with *.
+        self.set_include("*")
+        with open(host_path("/etc/traceshim/preload.env"), "a") as f:
+            f.write("# padding\n" * 500)
+        r = inside(self.pipeline())
+        self.assertEqual((r.stdout, r.stderr), (baseline.stdout, baseline.stderr))
+        time.sleep(1)
+        late = [s for s in spanlib.read_jsonl(host_path(sysfile))[0] if s["span_id"] not in seen]
+        self.assertEqual(late, [], spanlib.describe(late))
         self.stop_system_exporter(exporter)
 
         inside("traceshim disable --host")
