@@ -15,6 +15,8 @@
 /*  variable                                default             meaning */
 #define EXP_ENV_TABLE(X)                                                                                   \
 	X(TRACESHIM_SOCKET, "see paths.h", "SEQPACKET socket the exporter listens on")                     \
+	X(LISTEN_PID, "", "socket activation (sd_listen_fds): the pid the passed sockets are for")       \
+	X(LISTEN_FDS, "", "socket activation: number of sockets passed from fd 3; fd 3 is used")           \
 	X(TRACESHIM_FILE, "see paths.h", "OTLP/JSON lines file; setting it also enables the file sink")   \
 	X(TRACESHIM_LOG, "warn", "exporter log level: off|error|warn|info|debug")                         \
 	X(TRACESHIM_QUEUE_MAX_BYTES, "16777216", "byte cap of queued span records")                       \

@@ -19,6 +19,7 @@ packages=(
   libssl-dev libgnutls28-dev openssl wget strace
   prometheus
   chromium
+  dpkg-dev debootstrap systemd systemd-container
 )
 
 installed() {

@@ -250,6 +250,18 @@ static void snapshot_env(void)
 		have_socket |= !strncmp(*e, "TRACESHIM_SOCKET=", 17);
 		keep_add(*e, (size_t)(eq - *e), eq + 1, &used);
 	}
+	/* preload.env's variables, where the environment has none of that name. */
+	for (size_t i = 0; i < ts_envfile_len; i += strlen(ts_envfile + i) + 1) {
+		const char *kv = ts_envfile + i, *eq = strchr(kv, '=');
+		size_t n = (size_t)(eq - kv);
+		bool in_env = false;
+		for (char **e = environ; e && *e && !in_env; e++)
+			in_env = !strncmp(*e, kv, n + 1);
+		if (in_env || !strncmp(kv, "TRACESHIM_RUN_ID=", 17))
+			continue;
+		have_socket |= !strncmp(kv, "TRACESHIM_SOCKET=", 17);
+		keep_add(kv, n, eq + 1, &used);
+	}
 	if (!have_socket && ts_cfg.socket_path[0])
 		keep_add("TRACESHIM_SOCKET", 16, ts_cfg.socket_path, &used);
 }

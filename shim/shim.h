@@ -262,6 +262,13 @@ extern _Atomic uint64_t ts_dropped_spans;
 
 /* The process span, a child of TRACEPARENT from the environment if valid. */
 void ts_process_start(void);
+/* The variables a process that has the shim from /etc/ld.so.preload took
+ * from preload.env (config.h): "NAME=value" strings, NUL-separated, in
+ * ts_envfile[0..ts_envfile_len). Children are given them like the
+ * environment's own (process.c), so a child that inherits LD_PRELOAD, and
+ * so no longer reads the file, is judged by the same rules. */
+extern char ts_envfile[];
+extern size_t ts_envfile_len;
 /* Ends the process span once (whichever exit path comes first) and flushes. */
 void ts_process_end(int exit_code, int signal);
 void ts_process_atfork_child(const struct ts_ctx *at_fork);
