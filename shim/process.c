@@ -25,6 +25,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "argv_redact.h"
 #include "envcarrier.h"
 #include "fdtable.h"
 #include "ids.h"
@@ -69,10 +70,12 @@ static void read_exe(void)
 	exe_name = slash ? slash + 1 : (exe_path[0] ? exe_path : program_invocation_short_name);
 }
 
-/* /proc/self/cmdline (NUL-separated) as a STRARRAY blob of str16 items. */
+/* /proc/self/cmdline (NUL-separated) as a STRARRAY blob of str16 items,
+ * each argument through argv_redact.c unless TRACESHIM_COMMAND_ARGS=raw.
+ * Init and fork child only (single-threaded then): static buffers. */
 static size_t command_args(uint8_t *blob, size_t cap)
 {
-	char raw[TS_STR_MAX];
+	static char raw[TS_STR_MAX], red[TS_STR_MAX + 1];
 	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
@@ -80,10 +83,17 @@ static size_t command_args(uint8_t *blob, size_t cap)
 	real_close()(fd);
 	struct ts_wbuf w;
 	ts_wbuf_init(&w, blob, cap);
+	struct ts_argv_redact st;
+	ts_argv_redact_init(&st, raw, n > 0 ? strnlen(raw, (size_t)n) : 0);
 	for (ssize_t i = 0; i < n;) {
 		size_t len = strnlen(raw + i, (size_t)(n - i));
 		size_t before = w.len;
-		ts_put_str16(&w, raw + i, len);
+		if (ts_cfg.command_args == TS_ARGS_RAW) {
+			ts_put_str16(&w, raw + i, len);
+		} else {
+			size_t need = ts_argv_redact_next(&st, raw + i, len, red, sizeof red);
+			ts_put_str16(&w, red, need < sizeof red ? need : sizeof red - 1);
+		}
 		if (w.overflow) { /* keep whole arguments only */
 			w.len = before;
 			break;
@@ -151,13 +161,15 @@ void ts_resource_rebuild(void)
 	attr_int(&w, &n, "process.parent_pid", getppid());
 	attr_str(&w, &n, "process.executable.name", exe_name);
 	attr_str(&w, &n, "process.executable.path", exe_path);
-	uint8_t args[TS_STR_MAX];
-	size_t alen = command_args(args, sizeof args);
-	struct ts_attr a = {.key = {"process.command_args", 20}, .type = TS_ATTR_STRARRAY};
-	a.v.s.ptr = (const char *)args;
-	a.v.s.len = (uint16_t)alen;
-	ts_put_attr(&w, &a);
-	n++;
+	if (ts_cfg.command_args != TS_ARGS_OFF) {
+		static uint8_t args[TS_STR_MAX];
+		size_t alen = command_args(args, sizeof args);
+		struct ts_attr a = {.key = {"process.command_args", 20}, .type = TS_ATTR_STRARRAY};
+		a.v.s.ptr = (const char *)args;
+		a.v.s.len = (uint16_t)alen;
+		ts_put_attr(&w, &a);
+		n++;
+	}
 	struct utsname u;
 	if (uname(&u) == 0)
 		attr_str(&w, &n, "host.name", u.nodename);
