@@ -90,8 +90,8 @@ def main():
                  "(scripts/bootstrap.sh installs it)")
     args = [a for k in keep for a in ("-k", k)] + [a for x in exclude for a in ("-x", x)] + names
     with tsenv.Env() as env:
-        plain, t_plain, _ = run(env, "plain", args, 600)
-        traced, t_traced, traced_err = run(env, "wrapper", args, 600)
+        plain, t_plain, _ = run(env, "plain", args, 240)
+        traced, t_traced, traced_err = run(env, "wrapper", args, 240)
         broken, flaky, fails_untraced = [], [], []
         for tid, (outcome, _) in sorted(plain.items()):
             got = traced.get(tid, ["missing", 0])[0]
@@ -99,7 +99,7 @@ def main():
                 fails_untraced.append(tid)
             elif got != outcome:
                 if outcome == "ok":
-                    again, _, err = run(env, "wrapper", [tid], 300)
+                    again, _, err = run(env, "wrapper", [tid], 120)
                     if again.get(tid, ["missing"])[0] == "ok":
                         flaky.append(tid)
                         continue
