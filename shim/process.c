@@ -4,9 +4,9 @@
  * No signal handler is ever installed: the program's dispositions are its
  * own. A process killed by a signal ends nothing itself; its open process span
  * is announced in the ring's header, and the exporter ships it when the
- * process hangs up without having ended it (docs/ARCHITECTURE.md §7).
+ * process hangs up without having ended it (docs/ARCHITECTURE.md §9).
  *
- * The process span may come in segments (docs/ARCHITECTURE.md §9):
+ * The process span may come in segments (docs/ARCHITECTURE.md §11):
  *   - a long job is split every TRACESHIM_MAX_TRACE_SECONDS into a new trace,
  *     each segment linked to the previous one (ts_process_split);
  *   - an exec that fails leaves the image running: a new segment, linked;

@@ -235,7 +235,7 @@ size_t ts_span_record(struct ts_span *s, uint8_t *out, size_t cap);
 void ts_transport_init(void);
 /* When set, the transport only tries its locks (a signal handler's rules).
  * Nothing sets it since the shim installs no signal handlers (docs/
- * ARCHITECTURE.md §7); the paths it selects stay for the transport's sake. */
+ * ARCHITECTURE.md §9); the paths it selects stay for the transport's sake. */
 extern __thread int ts_signal_path TS_TLS;
 /* Set while this thread ends spans it flushes synchronously right after
  * (exit, exec): submitting them must not start the sender thread. */

@@ -4,7 +4,7 @@ it is untraced, Ctrl-C raises KeyboardInterrupt in a traced python (with
 `finally` run), and a traced process killed by a signal dies of that same
 signal (same wait status). Its process span is then shipped by the exporter,
 from the record the process announced in its ring, when the process hangs up
-(docs/ARCHITECTURE.md §7)."""
+(docs/ARCHITECTURE.md §9)."""
 import os
 import signal
 import sys
