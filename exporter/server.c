@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +26,9 @@
 #define ACCEPT_PAUSE_MS 100  /* out of file descriptors: retry accepting after this */
 #define RING_TAKES_PER_LOOK 64 /* 32 KiB each: then let other connections have a turn */
 #define RING_POLL_MIN_MS 5
+/* A process that hung up with its process span still announced: how long to
+ * look for its wait status while it is still exiting (not yet a zombie). */
+#define HANGUP_STATUS_WAIT_MS 300
 
 static uint64_t mono_ns(void)
 {
@@ -34,6 +38,7 @@ static uint64_t mono_ns(void)
 }
 
 static void ring_read(struct exp_server *s, struct exp_conn *c, bool to_the_end);
+static bool process_hangup(struct exp_server *s, struct exp_conn *c);
 
 /* ---- connections -------------------------------------------------------- */
 
@@ -65,6 +70,8 @@ static void conn_close(struct exp_server *s, struct exp_conn *c)
 		ring_read(s, c, s->stopping);
 		if (c->ring_tail != c->ring_end && !s->stopping)
 			return; /* the next ticks read on */
+		if (c->hung_up && !process_hangup(s, c))
+			return; /* its wait status may show on the next tick */
 		ring_detach(s, c);
 	}
 	if (c->prev)
@@ -367,6 +374,95 @@ static void ring_read(struct exp_server *s, struct exp_conn *c, bool to_the_end)
 		if (!n && !bad)
 			break;
 	}
+}
+
+/* ---- a process that hung up without ending its process span ------------- */
+
+/* From /proc/<pid>/stat: 1 with *wstatus for a zombie (dead, not yet reaped:
+ * field 52, exit_code, is its wait status), 0 while it still runs or is
+ * exiting, -1 when it is gone (reaped) or cannot be read. */
+static int proc_wait_status(pid_t pid, int *wstatus)
+{
+	char path[64], buf[2048];
+	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')'); /* the command name may hold spaces and parens */
+	if (!p || p[1] != ' ')
+		return -1;
+	p += 2; /* field 3: the state */
+	if (*p != 'Z' && *p != 'X')
+		return 0;
+	for (int field = 3; field < 52; field++)
+		if (!(p = strchr(p, ' ')) || !*++p)
+			return -1;
+	*wstatus = atoi(p);
+	return 1;
+}
+
+/* The process hung up with its process span still announced in its ring
+ * (frame.h proc_rec): it died without running its exit path — a signal, or
+ * a raw exit_group. The record goes out ended at the hang-up, with the signal
+ * (or exit code) when the process is still a zombie to read it from. False:
+ * not yet, it is still exiting (conn_close is called again on the next tick). */
+static bool process_hangup(struct exp_server *s, struct exp_conn *c)
+{
+	static uint8_t rec[TS_RING_PROC_MAX], payload[TS_RING_PROC_MAX + 512];
+	static struct ts_span_view v;
+	size_t n = ts_ring_get_process(c->ring, rec, sizeof rec);
+	if (!n)
+		return true;
+	int wstatus = 0, st = c->pid > 0 ? proc_wait_status(c->pid, &wstatus) : -1;
+	if (st == 0 && !s->stopping && mono_ns() - c->hup_mono_ns < HANGUP_STATUS_WAIT_MS * 1000000ull)
+		return false;
+	struct ts_rbuf r;
+	ts_rbuf_init(&r, rec, n);
+	if (!ts_span_decode(&r, &v) || r.off != n) {
+		malformed(s, c, "bad announced process span");
+		return true;
+	}
+	v.end_ns = c->hup_unix_ns > v.start_ns ? c->hup_unix_ns : v.start_ns;
+	char type[24], msg[64];
+	const char *name = NULL;
+	if (st == 1 && WIFSIGNALED(wstatus) && v.n_attrs + 2 <= TS_MAX_ATTRS) {
+		int sig = WTERMSIG(wstatus);
+		name = sigabbrev_np(sig) ? sigabbrev_np(sig) : "?";
+		v.attrs[v.n_attrs++] = (struct ts_attr){.key = {"process.exit.signal", 19}, .type = TS_ATTR_INT,
+						       .v.i = sig};
+		v.attrs[v.n_attrs++] = (struct ts_attr){.key = {"traceshim.process.signal", 24},
+						       .type = TS_ATTR_STR,
+						       .v.s = {name, (uint16_t)strlen(name)}};
+		/* A crash is an error; TERM, INT, HUP, QUIT, PIPE, KILL are how
+		 * services are stopped and pipelines cut short. */
+		if (sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGABRT) {
+			snprintf(type, sizeof type, "SIG%s", name);
+			snprintf(msg, sizeof msg, "killed by signal %d (%s)", sig, type);
+			if (v.n_attrs < TS_MAX_ATTRS)
+				v.attrs[v.n_attrs++] = (struct ts_attr){.key = {"error.type", 10}, .type = TS_ATTR_STR,
+								       .v.s = {type, (uint16_t)strlen(type)}};
+			v.status = TS_STATUS_ERROR;
+			v.status_message = (struct ts_str){msg, (uint16_t)strlen(msg)};
+		}
+	} else if (st == 1 && WIFEXITED(wstatus) && v.n_attrs < TS_MAX_ATTRS) {
+		v.attrs[v.n_attrs++] = (struct ts_attr){.key = {"process.exit.code", 17}, .type = TS_ATTR_INT,
+						       .v.i = WEXITSTATUS(wstatus)};
+	}
+	struct ts_wbuf w;
+	ts_wbuf_init(&w, payload, sizeof payload);
+	ts_put_u16(&w, 1);
+	ts_span_encode(&w, &v);
+	if (w.overflow || !on_spans(s, c, payload, w.len))
+		malformed(s, c, "announced process span does not re-encode");
+	else
+		log_debug("pid %ld hung up with its process span open: shipped it (%s)", (long)c->pid,
+			  name ? name : st == 1 ? "exit status" : "no wait status");
+	return true;
 }
 
 /* Every ring_poll_ms: the partly filled rings of quiet processes, and the
@@ -696,6 +792,11 @@ static bool conn_drain(struct exp_server *s, struct exp_conn *c, int max)
 		int r = read_frame(s, c);
 		if (r < 0) {
 			log_debug("pid %ld disconnected", (long)c->pid);
+			struct timespec t;
+			clock_gettime(CLOCK_REALTIME, &t);
+			c->hung_up = true;
+			c->hup_unix_ns = (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+			c->hup_mono_ns = mono_ns();
 			conn_close(s, c);
 			return false;
 		}

@@ -39,6 +39,8 @@ struct exp_conn {
 	uint64_t ring_read;    /* records consumed */
 	uint64_t ring_dropped; /* the process's dropped counter as last seen */
 	uint64_t ring_end;     /* closing: head at the hang-up, read up to there */
+	bool hung_up;          /* the process closed the connection (not us at shutdown) */
+	uint64_t hup_unix_ns, hup_mono_ns; /* when we saw it */
 	struct exp_conn *prev, *next;
 };
 

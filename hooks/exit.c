@@ -12,7 +12,7 @@ TS_REAL(_Exit, void, (int))
 TS_EXPORT void _exit(int status)
 {
 	if (ts_tracing())
-		ts_process_end(status & 0xff, 0);
+		ts_process_end(status & 0xff);
 	real__exit()(status);
 	__builtin_unreachable();
 }
@@ -20,7 +20,7 @@ TS_EXPORT void _exit(int status)
 TS_EXPORT void _Exit(int status)
 {
 	if (ts_tracing())
-		ts_process_end(status & 0xff, 0);
+		ts_process_end(status & 0xff);
 	real__Exit()(status);
 	__builtin_unreachable();
 }

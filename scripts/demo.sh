@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # demo.sh — see traceshim work in one command:
-#   1. bootstrap (install what is missing, build),
+#   1. bootstrap --demo (install what is missing for building and the demo, build),
 #   2. serve a page with python3's http.server on a free 127.0.0.1 port, traced,
 #   3. scripts/traceshim run -- curl -s http://localhost:PORT/
 #   4. scripts/traceshim show --last 1   (the trace, from the exporter's file)
@@ -14,7 +14,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-bash scripts/bootstrap.sh
+bash scripts/bootstrap.sh --demo
 export TRACESHIM_BUILDDIR=$root/${BUILD_DIR:-build}
 traceshim=$root/scripts/traceshim
 

@@ -1,5 +1,6 @@
 /* config.c — parsing of the variables in config.h. */
 #include "config.h"
+#include "argv_redact.h"
 #include "frame.h"
 #include "paths.h"
 
@@ -164,6 +165,7 @@ void ts_config_load(struct ts_config *c, ts_getenv_fn fn)
 	c->ring_bytes = kb << 10;
 	c->max_trace_seconds = ts_parse_ms(env(fn, "TRACESHIM_MAX_TRACE_SECONDS"), 3600, 366u * 86400u);
 	c->stacktraces = ts_parse_stacktraces(env(fn, "TRACESHIM_STACKTRACES"));
+	c->command_args = (int)ts_parse_args_mode(env(fn, "TRACESHIM_COMMAND_ARGS"));
 	copy(c->service_name, sizeof c->service_name, env(fn, "OTEL_SERVICE_NAME"));
 	copy(c->resource_attrs, sizeof c->resource_attrs, env(fn, "OTEL_RESOURCE_ATTRIBUTES"));
 	if (ts_default_socket_path(c->socket_path, sizeof c->socket_path, fn) != 0)

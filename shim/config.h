@@ -32,7 +32,8 @@
 	X(TRACESHIM_MAX_TRACE_SECONDS, "3600", "process span age that starts a new trace; 0: never") \
 	X(TRACESHIM_STACKTRACES, "errors", "code.stacktrace on: off|errors|all spans")                \
 	X(TRACESHIM_INCLUDE, "", "comma list of executable names/globs traced; unset: all")          \
-	X(TRACESHIM_EXCLUDE, "", "comma list of executable names/globs never traced")
+	X(TRACESHIM_EXCLUDE, "", "comma list of executable names/globs never traced")                \
+	X(TRACESHIM_COMMAND_ARGS, "redacted", "process.command_args: redacted|off (none)|raw")
 
 #define TS_RULES_MAX 1024 /* bytes of one TRACESHIM_INCLUDE/EXCLUDE list */
 #define TS_RULE_MAX 255   /* bytes of one name or glob in it; longer ones never match */
@@ -61,6 +62,7 @@ struct ts_config {
 	uint32_t ring_bytes;   /* TRACESHIM_RING_KB, in bytes */
 	uint32_t max_trace_seconds; /* 0: a trace never splits */
 	enum ts_stacktraces stacktraces;
+	int command_args; /* enum ts_args_mode (argv_redact.h) */
 	char service_name[256];
 	char resource_attrs[2048]; /* raw OTEL_RESOURCE_ATTRIBUTES, parsed by ts_kv_next */
 	char socket_path[108];     /* sizeof(sun_path) */

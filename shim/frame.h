@@ -346,6 +346,7 @@ void ts_hello_encode(struct ts_wbuf *w, uint32_t pid, uint32_t ppid, uint64_t st
 #define TS_RING_HDR_SIZE 4096
 #define TS_RING_MIN (64u << 10)
 #define TS_RING_MAX (64u << 20)
+#define TS_RING_PROC_MAX 3840 /* the announced process span: the rest of the header page */
 
 struct ts_ring_hdr {
 	uint32_t magic, version, data_size;
@@ -361,10 +362,19 @@ struct ts_ring_hdr {
 	_Atomic uint64_t read_spans; /* records consumed */
 	_Atomic uint64_t reader_ns;  /* CLOCK_MONOTONIC of the reader's last look */
 	uint8_t pad2[40];
+	/* Written by the shim: the process span while it is open, as the record
+	 * the exporter ships if the process hangs up without ending it (killed
+	 * by a signal, exit_group): end time = start, `traceshim.process.end` =
+	 * "hangup". proc_len 0: none announced (ended, detached, sampled out).
+	 * The exporter reads it only after the hang-up, as hostile as the rest. */
+	_Atomic uint32_t proc_len;
+	uint8_t pad3[60];
+	uint8_t proc_rec[TS_RING_PROC_MAX];
 };
 /* Fixed offsets: tests and other-language readers rely on them. */
 _Static_assert(offsetof(struct ts_ring_hdr, head) == 64, "ring header layout");
 _Static_assert(offsetof(struct ts_ring_hdr, tail) == 128, "ring header layout");
+_Static_assert(offsetof(struct ts_ring_hdr, proc_rec) == 256, "ring header layout");
 _Static_assert(sizeof(struct ts_ring_hdr) <= TS_RING_HDR_SIZE, "ring header layout");
 
 /* The writer's side. `head` is the writer's own copy (the shared one is only
@@ -395,6 +405,14 @@ uint64_t ts_ring_commit(struct ts_ring *r, size_t len);
  * that does not fit or breaks the rules. Returns the number moved; src is
  * left as it was. */
 unsigned ts_ring_move(struct ts_ring *dst, const struct ts_ring *src);
+/* The announced process span (the header's proc_rec): rec NULL or len 0
+ * withdraws it; a record longer than TS_RING_PROC_MAX is not announced.
+ * proc_len is cleared first and set last, so a reader never takes a record
+ * that is half old, half new from a writer that died in between. */
+void ts_ring_set_process(struct ts_ring_hdr *h, const void *rec, size_t len);
+/* The reader's copy of it into out (cap ≥ TS_RING_PROC_MAX): its length, 0
+ * when none is announced (or the length is out of bounds). Not validated. */
+size_t ts_ring_get_process(const struct ts_ring_hdr *h, uint8_t *out, size_t cap);
 
 /* The reader's side: copies whole records from [*tail, head) into out as a
  * SPANS payload (u16 count, records), stopping when the next record would not

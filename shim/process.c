@@ -1,9 +1,12 @@
 /* process.c — the process span, the resource, and every exit path we can see:
  * exit() (on_exit handler, which also gives the status), return from main,
- * _exit/_Exit (hooked), fatal signals whose disposition was the default, and
- * exec (the image is replaced: hooks/exec.c).
+ * _exit/_Exit (hooked), and exec (the image is replaced: hooks/exec.c).
+ * No signal handler is ever installed: the program's dispositions are its
+ * own. A process killed by a signal ends nothing itself; its open process span
+ * is announced in the ring's header, and the exporter ships it when the
+ * process hangs up without having ended it (docs/ARCHITECTURE.md §9).
  *
- * The process span may come in segments (docs/ARCHITECTURE.md §9):
+ * The process span may come in segments (docs/ARCHITECTURE.md §11):
  *   - a long job is split every TRACESHIM_MAX_TRACE_SECONDS into a new trace,
  *     each segment linked to the previous one (ts_process_split);
  *   - an exec that fails leaves the image running: a new segment, linked;
@@ -22,6 +25,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "argv_redact.h"
 #include "envcarrier.h"
 #include "fdtable.h"
 #include "ids.h"
@@ -66,10 +70,12 @@ static void read_exe(void)
 	exe_name = slash ? slash + 1 : (exe_path[0] ? exe_path : program_invocation_short_name);
 }
 
-/* /proc/self/cmdline (NUL-separated) as a STRARRAY blob of str16 items. */
+/* /proc/self/cmdline (NUL-separated) as a STRARRAY blob of str16 items,
+ * each argument through argv_redact.c unless TRACESHIM_COMMAND_ARGS=raw.
+ * Init and fork child only (single-threaded then): static buffers. */
 static size_t command_args(uint8_t *blob, size_t cap)
 {
-	char raw[TS_STR_MAX];
+	static char raw[TS_STR_MAX], red[TS_STR_MAX + 1];
 	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
@@ -77,10 +83,17 @@ static size_t command_args(uint8_t *blob, size_t cap)
 	real_close()(fd);
 	struct ts_wbuf w;
 	ts_wbuf_init(&w, blob, cap);
+	struct ts_argv_redact st;
+	ts_argv_redact_init(&st, raw, n > 0 ? strnlen(raw, (size_t)n) : 0);
 	for (ssize_t i = 0; i < n;) {
 		size_t len = strnlen(raw + i, (size_t)(n - i));
 		size_t before = w.len;
-		ts_put_str16(&w, raw + i, len);
+		if (ts_cfg.command_args == TS_ARGS_RAW) {
+			ts_put_str16(&w, raw + i, len);
+		} else {
+			size_t need = ts_argv_redact_next(&st, raw + i, len, red, sizeof red);
+			ts_put_str16(&w, red, need < sizeof red ? need : sizeof red - 1);
+		}
 		if (w.overflow) { /* keep whole arguments only */
 			w.len = before;
 			break;
@@ -148,13 +161,15 @@ void ts_resource_rebuild(void)
 	attr_int(&w, &n, "process.parent_pid", getppid());
 	attr_str(&w, &n, "process.executable.name", exe_name);
 	attr_str(&w, &n, "process.executable.path", exe_path);
-	uint8_t args[TS_STR_MAX];
-	size_t alen = command_args(args, sizeof args);
-	struct ts_attr a = {.key = {"process.command_args", 20}, .type = TS_ATTR_STRARRAY};
-	a.v.s.ptr = (const char *)args;
-	a.v.s.len = (uint16_t)alen;
-	ts_put_attr(&w, &a);
-	n++;
+	if (ts_cfg.command_args != TS_ARGS_OFF) {
+		static uint8_t args[TS_STR_MAX];
+		size_t alen = command_args(args, sizeof args);
+		struct ts_attr a = {.key = {"process.command_args", 20}, .type = TS_ATTR_STRARRAY};
+		a.v.s.ptr = (const char *)args;
+		a.v.s.len = (uint16_t)alen;
+		ts_put_attr(&w, &a);
+		n++;
+	}
 	struct utsname u;
 	if (uname(&u) == 0)
 		attr_str(&w, &n, "host.name", u.nodename);
@@ -332,37 +347,53 @@ void ts_process_carrier(struct ts_carrier *c, bool exec, bool foreign)
 	c->active = true;
 }
 
-/* ---- fatal signals ----------------------------------------------------------- */
+/* ---- the announced process span ---------------------------------------------
+ *
+ * A process that dies of a signal (or exits with a raw exit_group) runs none
+ * of our code. What it can do beforehand is leave its open process span in
+ * the ring's header (frame.h proc_rec): the record it would ship, ended at its
+ * start, with traceshim.process.end=hangup. The exporter reads the header only
+ * after the hang-up and ships it with the hang-up time as the end (and the
+ * signal, when it can still see the process's wait status). It is withdrawn
+ * before the process span really ends and whenever the ring is let go. */
 
-static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT,
-				    SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE};
+static struct ts_span proc_copy;            /* under proc_mu */
+static uint8_t proc_rec[TS_RING_PROC_MAX];  /* under proc_mu */
 
-static void on_fatal_signal(int sig)
+/* Caller holds proc_mu. 0: nothing to announce. */
+static size_t provisional_record(void)
 {
-	int saved = errno;
-	ts_signal_path = 1;
-	ts_process_end(-1, sig);
-	ts_signal_path = 0;
-	/* SA_RESETHAND restored the default: re-raise so the process dies of the
-	 * same signal, with the same status (and core) as without us. */
-	signal(sig, SIG_DFL);
-	raise(sig);
-	errno = saved;
+	if (atomic_load(&proc_ended) || !proc_span.recording)
+		return 0;
+	memcpy(&proc_copy, &proc_span, sizeof proc_copy);
+	proc_copy.end_ns = proc_copy.start_ns;
+	if (proc_segment > 1)
+		ts_span_attr_int(&proc_copy, "traceshim.segment", proc_segment);
+	ts_span_attr_str(&proc_copy, "traceshim.process.end", "hangup");
+	return ts_span_record(&proc_copy, proc_rec, sizeof proc_rec);
 }
 
-/* Only where the application left the default action: a handler it set, or
- * an ignored signal, is never touched. */
-static void install_signal_handlers(void)
+/* A new segment began (caller holds proc_mu): the attached ring, if any, gets it. */
+static void announce_segment(void)
 {
-	for (unsigned i = 0; i < sizeof fatal_signals / sizeof *fatal_signals; i++) {
-		struct sigaction old;
-		if (sigaction(fatal_signals[i], NULL, &old) != 0 || old.sa_handler != SIG_DFL ||
-		    (old.sa_flags & SA_SIGINFO))
-			continue;
-		struct sigaction sa = {.sa_handler = on_fatal_signal, .sa_flags = SA_RESETHAND | SA_RESTART};
-		sigfillset(&sa.sa_mask);
-		sigaction(fatal_signals[i], &sa, NULL);
-	}
+	size_t n = provisional_record();
+	ts_transport_announce_process(n ? proc_rec : NULL, n);
+}
+
+/* From the transport, ring_mu held, right after a ring was attached. proc_mu
+ * is only tried (order proc_mu -> ring_mu): when it is taken, the process span
+ * is ending (its own record made the connection), a split is under way (and
+ * announces its segment itself), or a fork is being made — the one case left
+ * unannounced until the next segment. */
+void ts_process_announce(struct ts_ring_hdr *h)
+{
+	if (pthread_mutex_trylock(&proc_mu) != 0)
+		return;
+	ts_in_shim++;
+	size_t n = provisional_record();
+	ts_ring_set_process(h, n ? proc_rec : NULL, n);
+	ts_in_shim--;
+	pthread_mutex_unlock(&proc_mu);
 }
 
 /* ---- segments ---------------------------------------------------------------- */
@@ -406,6 +437,7 @@ static bool end_segment(uint64_t end, const char *why, uint8_t trace[16], uint8_
 		return false;
 	memcpy(trace, proc_span.trace_id, 16);
 	memcpy(span, proc_span.span_id, 8);
+	ts_transport_announce_process(NULL, 0); /* withdrawn before the real record goes in */
 	if (proc_segment > 1 || !strcmp(why, "split"))
 		ts_span_attr_int(&proc_span, "traceshim.segment", proc_segment);
 	ts_span_attr_str(&proc_span, "traceshim.process.end", why);
@@ -434,6 +466,7 @@ void ts_process_split(uint64_t now)
 		begin_next_segment(&none, now, trace, span);
 		/* tracestate belongs to the old trace; baggage is the application's and stays */
 		ts_process_extras.tracestate_len = 0;
+		announce_segment();
 		ts_debug("process span split: segment %u", proc_segment);
 	} /* else the process has ended (exec, exit): the deadline stays off */
 	ts_in_shim--;
@@ -447,8 +480,10 @@ void ts_process_split(uint64_t now)
  * since nothing of this image survives a successful exec. */
 void ts_process_exec_begin(const struct ts_carrier *c)
 {
-	if (c->elide)
+	if (c->elide) {
+		ts_transport_announce_process(NULL, 0); /* the exec'd image stands for us */
 		return; /* nothing to report, nothing queued (the ring was empty at fork) */
+	}
 	uint8_t trace[16], span[8];
 	pthread_mutex_lock(&proc_mu);
 	ts_in_shim++;
@@ -475,6 +510,7 @@ void ts_process_exec_failed(const struct ts_carrier *c)
 		struct ts_ctx parent = proc_parent;
 		begin_next_segment(&parent, ts_now_ns(), trace, span);
 		ts_span_attr_str(&proc_span, "traceshim.process.origin", "exec_failed");
+		announce_segment();
 	}
 	ts_in_shim--;
 	pthread_mutex_unlock(&proc_mu);
@@ -485,7 +521,7 @@ void ts_process_exec_failed(const struct ts_carrier *c)
 static void on_exit_handler(int status, void *arg)
 {
 	(void)arg;
-	ts_process_end(status, 0);
+	ts_process_end(status);
 }
 
 /* For a preloaded library the destructor runs BEFORE its on_exit handler:
@@ -496,7 +532,7 @@ static void on_exit_handler(int status, void *arg)
 __attribute__((destructor)) static void ts_destructor(void)
 {
 	if (atomic_load(&ts_init_state) == TS_INIT_DONE && ts_enabled && !on_exit_registered)
-		ts_process_end(-1, 0);
+		ts_process_end(-1);
 }
 
 static __thread bool fork_locked TS_TLS; /* this thread's fork holds proc_mu */
@@ -527,7 +563,6 @@ void ts_process_start(void)
 	begin_segment(env_parent(&env) ? &env : NULL, ts_now_ns());
 	ts_resource_rebuild();
 	on_exit_registered = on_exit(on_exit_handler, NULL) == 0;
-	install_signal_handlers();
 	pthread_atfork(fork_prepare, fork_parent, NULL); /* the child side: ts_process_atfork_child */
 }
 
@@ -556,42 +591,25 @@ void ts_process_atfork_child(const struct ts_ctx *at_fork)
 	ts_resource_rebuild();
 }
 
-void ts_process_end(int exit_code, int sig)
+void ts_process_end(int exit_code)
 {
 	if (ts_foreign_child())
 		return; /* a vfork/clone/_Fork child: this span is its parent's */
-	/* A fatal signal may interrupt this very thread inside proc_mu. */
-	bool locked = sig ? pthread_mutex_trylock(&proc_mu) == 0 : pthread_mutex_lock(&proc_mu) == 0;
+	pthread_mutex_lock(&proc_mu);
 	int expected = 0;
 	if (!atomic_compare_exchange_strong(&proc_ended, &expected, 1)) {
-		if (locked)
-			pthread_mutex_unlock(&proc_mu);
+		pthread_mutex_unlock(&proc_mu);
 		return;
 	}
 	ts_in_shim++;
 	ts_sync_flush++; /* flushed below: no sender thread for these spans */
 	uint64_t end = ts_now_ns();
-	if (!sig) {
-		ts_tls_release_all();
-		ts_fd_release_all();
-	}
+	ts_tls_release_all();
+	ts_fd_release_all();
+	ts_transport_announce_process(NULL, 0); /* withdrawn before the real record goes in */
 	if (proc_segment > 1)
 		ts_span_attr_int(&proc_span, "traceshim.segment", proc_segment);
-	if (sig) {
-		/* A crash is an error; SIGTERM, SIGINT, SIGHUP, SIGQUIT and SIGPIPE
-		 * are how services are stopped and pipelines cut short: recorded,
-		 * but not an error. */
-		bool crash = sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGABRT;
-		const char *name = sigabbrev_np(sig) ? sigabbrev_np(sig) : "?";
-		ts_span_attr_int(&proc_span, "process.exit.signal", sig);
-		ts_span_attr_str(&proc_span, "traceshim.process.signal", name);
-		if (crash) {
-			char type[24], msg[64];
-			snprintf(type, sizeof type, "SIG%s", name);
-			snprintf(msg, sizeof msg, "killed by signal %d (%s)", sig, type);
-			ts_span_error(&proc_span, type, msg);
-		}
-	} else if (exit_code >= 0) {
+	if (exit_code >= 0) {
 		ts_span_attr_int(&proc_span, "process.exit.code", exit_code);
 		if (exit_code != 0) {
 			char msg[48];
@@ -601,10 +619,6 @@ void ts_process_end(int exit_code, int sig)
 	}
 	ts_span_end_at(&proc_span, end);
 	ts_in_shim--;
-	if (locked)
-		pthread_mutex_unlock(&proc_mu);
-	if (sig)
-		ts_transport_flush_from_signal();
-	else
-		ts_transport_flush(ts_cfg.exit_flush_ms);
+	pthread_mutex_unlock(&proc_mu);
+	ts_transport_flush(ts_cfg.exit_flush_ms);
 }

@@ -109,3 +109,21 @@ size_t ts_ring_take(const uint8_t *data, uint32_t size, uint64_t *tailp, uint64_
 	memcpy(out, &c, 2);
 	return n;
 }
+
+void ts_ring_set_process(struct ts_ring_hdr *h, const void *rec, size_t len)
+{
+	atomic_store_explicit(&h->proc_len, 0, memory_order_release);
+	if (!rec || !len || len > TS_RING_PROC_MAX)
+		return;
+	memcpy(h->proc_rec, rec, len);
+	atomic_store_explicit(&h->proc_len, (uint32_t)len, memory_order_release);
+}
+
+size_t ts_ring_get_process(const struct ts_ring_hdr *h, uint8_t *out, size_t cap)
+{
+	uint32_t len = atomic_load_explicit(&h->proc_len, memory_order_acquire);
+	if (!len || len > TS_RING_PROC_MAX || len > cap)
+		return 0;
+	memcpy(out, h->proc_rec, len);
+	return len;
+}

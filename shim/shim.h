@@ -225,11 +225,17 @@ void ts_span_link(struct ts_span *s, const uint8_t trace_id[16], const uint8_t s
 void ts_span_ctx(const struct ts_span *s, struct ts_ctx *out);
 void ts_span_end(struct ts_span *s);
 void ts_span_end_at(struct ts_span *s, uint64_t end_ns);
+/* The span's record as if it ended now with its end_ns as set (adds what
+ * every span gets at its end: thread.id, baggage) into out: its length, 0 if
+ * it does not fit. For a copy of a span, not one still to be ended. */
+size_t ts_span_record(struct ts_span *s, uint8_t *out, size_t cap);
 
 /* ---- transport ------------------------------------------------------- */
 
 void ts_transport_init(void);
-/* Set while a fatal-signal handler ends the process span: locks are only tried. */
+/* When set, the transport only tries its locks (a signal handler's rules).
+ * Nothing sets it since the shim installs no signal handlers (docs/
+ * ARCHITECTURE.md §9); the paths it selects stay for the transport's sake. */
 extern __thread int ts_signal_path TS_TLS;
 /* Set while this thread ends spans it flushes synchronously right after
  * (exit, exec): submitting them must not start the sender thread. */
@@ -256,6 +262,10 @@ void ts_transport_keep_channel(void);
 /* fork() after such a change: the child's channel (runtime.c's atfork handlers). */
 void ts_transport_atfork_prepare(void);
 void ts_transport_atfork_parent(void);
+/* The open process span's record in the attached ring's header (frame.h
+ * proc_rec), for the exporter to ship if the process hangs up without ending
+ * it; rec NULL withdraws it. Takes ring_mu (proc_mu -> ring_mu). */
+void ts_transport_announce_process(const void *rec, size_t len);
 extern _Atomic uint64_t ts_dropped_spans;
 
 /* ---- process ---------------------------------------------------------- */
@@ -270,8 +280,11 @@ void ts_process_start(void);
 extern char ts_envfile[];
 extern size_t ts_envfile_len;
 /* Ends the process span once (whichever exit path comes first) and flushes. */
-void ts_process_end(int exit_code, int signal);
+void ts_process_end(int exit_code);
 void ts_process_atfork_child(const struct ts_ctx *at_fork);
+/* A ring was just attached (the transport holds ring_mu): announce the open
+ * process span in its header, if it is open and proc_mu is free. */
+void ts_process_announce(struct ts_ring_hdr *h);
 void ts_resource_rebuild(void);
 /* The HELLO payload (resource) of this process, for the transport. */
 size_t ts_resource_hello(uint8_t *out, size_t cap);

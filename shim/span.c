@@ -166,6 +166,63 @@ static void metrics_only_record(struct ts_span *s, uint64_t end_ns)
 	errno = saved;
 }
 
+/* The record of s as it stands (frame.h's record format): its length is
+ * computed first, so ts_span_end_at writes it straight where it goes. The
+ * strings are cut here, and put as they are. */
+struct record_shape {
+	const char *tstate;
+	size_t name_n, msg_n, ts_n, len;
+};
+
+static inline void record_shape(const struct ts_span *s, struct record_shape *r)
+{
+	const struct ts_extras *x = ts_extras_current(); /* the context's tracestate */
+	r->tstate = x ? x->tracestate : NULL;
+	r->name_n = ts_utf8_cut(s->name, s->name_len, TS_STR_MAX);
+	r->msg_n = ts_utf8_cut(s->status_msg, strlen(s->status_msg), TS_STR_MAX);
+	r->ts_n = r->tstate ? ts_utf8_cut(r->tstate, x->tracestate_len, TS_STR_MAX) : 0;
+	r->len = 2 + 16 + 8 + 8 + 8 + 8 + 5 + 2 + r->name_n + 2 + r->msg_n + 2 + r->ts_n + s->attr_len + s->link_len;
+}
+
+static inline void record_write(const struct ts_span *s, const struct record_shape *r, uint8_t *rec)
+{
+	struct ts_wbuf w;
+	ts_wbuf_init(&w, rec, r->len);
+	ts_put_u16(&w, (uint16_t)r->len);
+	ts_put_bytes(&w, s->trace_id, 16);
+	ts_put_bytes(&w, s->span_id, 8);
+	ts_put_bytes(&w, s->parent_span_id, 8);
+	ts_put_u64(&w, s->start_ns);
+	ts_put_u64(&w, s->end_ns);
+	ts_put_bytes(&w, (uint8_t[5]){s->kind, s->status, s->flags, s->n_attrs, s->n_links}, 5);
+	ts_put_u16(&w, (uint16_t)r->name_n);
+	ts_put_bytes(&w, s->name, r->name_n);
+	ts_put_u16(&w, (uint16_t)r->msg_n);
+	ts_put_bytes(&w, s->status_msg, r->msg_n);
+	ts_put_u16(&w, (uint16_t)r->ts_n);
+	ts_put_bytes(&w, r->tstate, r->ts_n);
+	ts_put_bytes(&w, s->attrs, s->attr_len);
+	ts_put_bytes(&w, s->link_bytes, s->link_len);
+}
+
+/* What every span gets at its end: thread.id, the context's baggage. */
+static void finish_attrs(struct ts_span *s)
+{
+	ts_span_put_int(s, TS_KEY("thread.id"), ts_thread_id());
+	baggage_attrs(s);
+}
+
+size_t ts_span_record(struct ts_span *s, uint8_t *out, size_t cap)
+{
+	finish_attrs(s);
+	struct record_shape r;
+	record_shape(s, &r);
+	if (r.len > cap || r.len > TS_SPAN_RECORD_MAX)
+		return 0;
+	record_write(s, &r, out);
+	return r.len;
+}
+
 void ts_span_end_at(struct ts_span *s, uint64_t end_ns)
 {
 	if (!s->recording) { /* sampled out: it still propagated its context */
@@ -176,36 +233,13 @@ void ts_span_end_at(struct ts_span *s, uint64_t end_ns)
 	if (TS_UNLIKELY(ts_cfg.stacktraces == TS_STACK_ALL))
 		ts_span_stack(s); /* no-op when the span has one already */
 	s->end_ns = end_ns < s->start_ns ? s->start_ns : end_ns;
-	ts_span_put_int(s, TS_KEY("thread.id"), ts_thread_id());
-	baggage_attrs(s);
-	const struct ts_extras *x = ts_extras_current(); /* the context's tracestate */
-	const char *tstate = x ? x->tracestate : NULL;
-	size_t name_n = ts_utf8_cut(s->name, s->name_len, TS_STR_MAX);
-	size_t msg_n = ts_utf8_cut(s->status_msg, strlen(s->status_msg), TS_STR_MAX);
-	size_t ts_n = tstate ? ts_utf8_cut(tstate, x->tracestate_len, TS_STR_MAX) : 0;
-	size_t len = 2 + 16 + 8 + 8 + 8 + 8 + 5 + 2 + name_n + 2 + msg_n + 2 + ts_n + s->attr_len + s->link_len;
+	finish_attrs(s);
+	struct record_shape r;
+	record_shape(s, &r);
 	uint8_t *rec;
-	/* Sized first, then written where it goes (frame.h's record format): no
-	 * buffer to copy from. The strings are cut already: put as they are. */
-	if ((rec = ts_transport_reserve(len)) != NULL) { /* NULL: dropped, and counted */
-		struct ts_wbuf w;
-		ts_wbuf_init(&w, rec, len);
-		ts_put_u16(&w, (uint16_t)len);
-		ts_put_bytes(&w, s->trace_id, 16);
-		ts_put_bytes(&w, s->span_id, 8);
-		ts_put_bytes(&w, s->parent_span_id, 8);
-		ts_put_u64(&w, s->start_ns);
-		ts_put_u64(&w, s->end_ns);
-		ts_put_bytes(&w, (uint8_t[5]){s->kind, s->status, s->flags, s->n_attrs, s->n_links}, 5);
-		ts_put_u16(&w, (uint16_t)name_n);
-		ts_put_bytes(&w, s->name, name_n);
-		ts_put_u16(&w, (uint16_t)msg_n);
-		ts_put_bytes(&w, s->status_msg, msg_n);
-		ts_put_u16(&w, (uint16_t)ts_n);
-		ts_put_bytes(&w, tstate, ts_n);
-		ts_put_bytes(&w, s->attrs, s->attr_len);
-		ts_put_bytes(&w, s->link_bytes, s->link_len);
-		ts_transport_commit(len);
+	if ((rec = ts_transport_reserve(r.len)) != NULL) { /* NULL: dropped, and counted */
+		record_write(s, &r, rec);
+		ts_transport_commit(r.len);
 	}
 	s->recording = false; /* ending twice is a no-op */
 	errno = saved;

@@ -228,8 +228,12 @@ static int ring_create(struct ts_ring *r)
 
 static void ring_unmap(struct ts_ring *r)
 {
-	if (r->h)
+	if (r->h) {
+		/* Whoever reads this ring after the hang-up must not ship our
+		 * process span as unended: we go on (reconnect, or we are ending). */
+		ts_ring_set_process(r->h, NULL, 0);
 		munmap(r->h, TS_RING_HDR_SIZE + (size_t)r->size);
+	}
 	r->h = NULL;
 }
 
@@ -347,6 +351,7 @@ static bool conn_open(bool want_ring)
 		r.h->dropped = atomic_exchange(&dropped_unreported, 0);
 		ring = r;
 		ring_checked = ring_since = mono_ns();
+		ts_process_announce(ring.h);
 	}
 	last_connect_try = 0;
 	atomic_store(&conn_fd, fd);
@@ -828,6 +833,14 @@ void ts_transport_flush_from_signal(void)
 	}
 	errno = saved;
 	ts_in_shim--;
+}
+
+void ts_transport_announce_process(const void *rec, size_t len)
+{
+	pthread_mutex_lock(&ring_mu);
+	if (ring.h)
+		ts_ring_set_process(ring.h, rec, len);
+	pthread_mutex_unlock(&ring_mu);
 }
 
 /* ---- the application touching our fd --------------------------------------------- */

@@ -8,6 +8,7 @@ of a well-behaved client, sent at the same time, arrives; the number of
 connections is bounded."""
 
 import os
+import shutil
 import socket
 import stat
 import struct
@@ -60,10 +61,22 @@ class Security(tstest.TestCase):
         if os.geteuid() != 0:
             self.skipTest("needs root to act as another uid")
 
+    def nobody_dir(self):
+        """tsframes.py in a directory nobody can read: the checkout may be
+        in a 0700 home (a clone in /root), and no test may depend on another
+        uid reading it. Also the client's working directory."""
+        if not getattr(self, "_nobody_dir", None):
+            d = self.make_tmpdir()
+            os.chmod(d, 0o755)
+            shutil.copy(os.path.join(HERE, "..", "exporter", "tsframes.py"), d)
+            os.chmod(os.path.join(d, "tsframes.py"), 0o644)
+            self._nobody_dir = d
+        return self._nobody_dir
+
     def run_nobody_client(self, env, n=5):
-        r = subprocess.run(as_nobody(["/usr/bin/python3", "-c", NOBODY_CLIENT, os.path.join(HERE, "..", "exporter"),
-                                      env.socket, str(n)]),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        d = self.nobody_dir()
+        r = subprocess.run(as_nobody(["/usr/bin/python3", "-c", NOBODY_CLIENT, d, env.socket, str(n)]),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30, cwd=d)
         self.assertEqual(r.returncode, 0, r.stderr.decode())
         return r.stdout.decode().strip()
 

@@ -111,7 +111,12 @@ class Transport(tstest.TestCase):
         self.assertEqual(r.returncode, -9)
         spans = env.wait_spans(2, where=lambda s: s["name"] in ("GET", "getaddrinfo", "connect"))
         self.assertIn("GET", [s["name"] for s in spans])
-        self.assertFalse([s for s in spans if s["name"] == "python3"], "no process span: it never ended")
+        # Its process span never ended in the process: the exporter ships the
+        # one announced in the ring header at the hang-up (ARCHITECTURE §7).
+        spans = env.wait_spans(1, where="python3.11")
+        proc = [s for s in spans if s["name"] == "python3.11"]
+        self.assertEqual(len(proc), 1, proc)
+        self.assertEqual(proc[0]["attrs"]["traceshim.process.end"], "hangup")
 
     def test_burst_larger_than_the_ring(self):
         # 64 KiB holds ~150 spans: 600 keep-alive requests pass through it
@@ -370,6 +375,30 @@ class Transport(tstest.TestCase):
         fd = hello[0].split("sendmsg(", 1)[1].split(",", 1)[0]
         own = [ln for ln in lines if "(%s," % fd in ln or "fd=%s," % fd in ln or "(%s)" % fd in ln]
         self.assertLess(len(own), 1 + 5, "system calls on the shim's socket (fd %s):\n%s" % (fd, "\n".join(own)))
+
+    def test_announced_process_span_at_the_hang_up(self):
+        # proc_len at 192, proc_rec at 256 (frame.h). A valid record still
+        # announced at the hang-up is shipped, ended then; garbage is counted.
+        env = self.make_env()
+        c = RingClient(env.socket)
+        t0 = time.time_ns()
+        rec = tsframes.span_record(os.urandom(16), os.urandom(8), "announced", start_ns=t0, duration_ns=0)
+        c.m[RING_HDR - 3840:RING_HDR - 3840 + len(rec)] = rec
+        struct.pack_into("=I", c.m, 192, len(rec))
+        time.sleep(0.2)
+        self.assertEqual([s for s in env.spans() if s["name"] == "announced"], [], "not before the hang-up")
+        c.close()
+        spans = env.wait_spans(1, where="announced")
+        got = [s for s in spans if s["name"] == "announced"]
+        self.assertEqual(len(got), 1)
+        self.assertGreater(got[0]["end_ns"], got[0]["start_ns"], "ended at the hang-up, not at its start")
+        before = env.status_int("dropped_malformed_frames")
+        c = RingClient(env.socket)
+        c.m[RING_HDR - 3840:RING_HDR - 3840 + 100] = struct.pack("=H", 100) + b"\xff" * 98  # kind 255: invalid
+        struct.pack_into("=I", c.m, 192, 100)
+        c.close()
+        env.wait_status("dropped_malformed_frames", before + 1)
+        self.assertIsNone(env.exporter.poll(), "the exporter died")
 
     def test_rings_that_break_the_rules(self):
         env = self.make_env()

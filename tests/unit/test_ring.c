@@ -218,3 +218,26 @@ Test(ring, unread_records_move_to_a_fresh_ring, .init = setup, .fini = teardown)
 	free(fresh_hdr);
 	free(fresh);
 }
+
+/* The announced process span in the header (proc_rec): set, replaced,
+ * withdrawn; one too long for the header is not announced at all. */
+Test(ring, the_announced_process_span, .init = setup, .fini = teardown)
+{
+	static uint8_t rec[TS_RING_PROC_MAX + 1], got[TS_RING_PROC_MAX];
+	cr_assert_eq(ts_ring_get_process(&hdr, got, sizeof got), 0, "none announced in a new ring");
+	memset(rec, 'a', 100);
+	ts_ring_set_process(&hdr, rec, 100);
+	cr_assert_eq(ts_ring_get_process(&hdr, got, sizeof got), 100);
+	cr_assert_eq(memcmp(got, rec, 100), 0);
+	cr_assert_eq(ts_ring_get_process(&hdr, got, 99), 0, "never copied past the caller's buffer");
+	memset(rec, 'b', 60);
+	ts_ring_set_process(&hdr, rec, 60);
+	cr_assert_eq(ts_ring_get_process(&hdr, got, sizeof got), 60);
+	cr_assert_eq(got[0], 'b');
+	ts_ring_set_process(&hdr, NULL, 0);
+	cr_assert_eq(ts_ring_get_process(&hdr, got, sizeof got), 0);
+	ts_ring_set_process(&hdr, rec, TS_RING_PROC_MAX + 1);
+	cr_assert_eq(ts_ring_get_process(&hdr, got, sizeof got), 0, "too long: withdrawn, not cut");
+	atomic_store(&hdr.proc_len, TS_RING_PROC_MAX + 7); /* a hostile writer */
+	cr_assert_eq(ts_ring_get_process(&hdr, got, sizeof got), 0);
+}
