@@ -8,7 +8,7 @@
 # Results: <work dir>/results.json (the work dir is printed; default a new
 # directory under /tmp, or $TRACESHIM_BENCH_DIR).
 #
-#   --quick      fewer and shorter rounds (~2-3 min instead of ~10)
+#   --quick      fewer and shorter rounds (~3-4 min instead of ~18)
 #   --only LIST  comma-separated subset of
 #                calls,nginx,python,node,https,exporter,processes
 #                (nginx also runs the client and memory benchmarks)
