@@ -9,6 +9,8 @@ the benchmark's nginx.conf) per mode:
 
   plain  untraced
   file   traced, exporter writing OTLP/JSON to a file (the default sink)
+  fileX  the same with its own exporter on the load generator's core (1),
+         whatever --exporter-cpu says: co-located vs not, in one run
   otlp   traced, exporter sending OTLP/HTTP to bench/sink_http (on core 1)
   noexp  traced, no exporter (spans built, then dropped in the shim)
 
@@ -59,7 +61,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--seconds", type=int, default=1)
     ap.add_argument("--conns", type=int, default=16)
-    ap.add_argument("--modes", default="plain,file,noexp", help="of plain,file,otlp,noexp (plain is always run)")
+    ap.add_argument("--modes", default="plain,file,noexp", help="of plain,file,fileX,otlp,noexp (plain is always run)")
     ap.add_argument("--kinds", default="nginx,node")
     ap.add_argument("--exporter-cpu", default=SERVER_CPU, help="core for the exporters, or 'any'")
     A = ap.parse_args()
@@ -75,9 +77,9 @@ def main():
 
     procs, exporters, sink = [], {}, None
 
-    def start_exporter(name, extra):
+    def start_exporter(name, extra, cpu=A.exporter_cpu):
         sock = os.path.join(work, f"{name}.sock")
-        pre = [] if A.exporter_cpu == "any" else ["taskset", "-c", A.exporter_cpu]
+        pre = [] if cpu == "any" else ["taskset", "-c", cpu]
         log = open(os.path.join(work, f"{name}.log"), "w")
         p = subprocess.Popen(pre + [exporter], env=clean_env(dict(extra, TRACESHIM_SOCKET=sock)),
                              stdout=log, stderr=log)
@@ -96,6 +98,9 @@ def main():
         if "file" in modes:
             sock = start_exporter("file", {"TRACESHIM_FILE": os.path.join(work, "file.jsonl")})
             env_of["file"] = {"LD_PRELOAD": lib, "TRACESHIM_SOCKET": sock}
+        if "fileX" in modes:
+            sock = start_exporter("fileX", {"TRACESHIM_FILE": os.path.join(work, "fileX.jsonl")}, cpu=LOAD_CPU)
+            env_of["fileX"] = {"LD_PRELOAD": lib, "TRACESHIM_SOCKET": sock}
         if "otlp" in modes:
             binary = os.path.join(work, "sink_http")
             subprocess.run(["cc", "-O2", "-std=c11", "-D_GNU_SOURCE", "-o", binary,
