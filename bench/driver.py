@@ -823,6 +823,35 @@ def bench_exporter():
     RESULTS["exporter"] = out
 
 
+def bench_exporter_metrics():
+    """3b. The full firehose into the file sink, with the exporter's metrics
+    off and on (OTEL_METRICS_EXPORTER=prometheus, nobody scraping): the
+    exporter's CPU per received span, alternating rounds. The firehose's
+    spans are SERVER spans with a parent, so each one also waits as a
+    service-graph half until the pending bound gives it up: the dear case."""
+    log(f"\n== 3b. exporter CPU per span with metrics on: full firehose, file sink, {rounds()} rounds ==")
+    res = {False: [], True: []}
+    for i in range(rounds()):
+        for metrics in alternate(i):
+            extra = ({"OTEL_METRICS_EXPORTER": "prometheus", "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
+                      "OTEL_EXPORTER_PROMETHEUS_PORT": str(free_port())} if metrics else None)
+            exp = Exporter(f"fh-metrics-{int(metrics)}-{i}", sink="file", cpu=SERVER_CPU, extra_env=extra)
+            try:
+                r = firehose(exp, A.fh_procs, A.fh_seconds, 0)
+                if metrics:
+                    st = exp.status()
+                    r["metrics_series"] = st.get("metrics_series")
+            finally:
+                exp.stop()
+            print_firehose("metrics " + ("on" if metrics else "off"), r)
+            res[metrics].append(r)
+    off = median([r["cpu_us_per_received_span"] for r in res[False]])
+    on = median([r["cpu_us_per_received_span"] for r in res[True]])
+    RESULTS["exporter_metrics"] = {"off": res[False], "on": res[True], "cpu_us_per_received_span_off": off,
+                                   "cpu_us_per_received_span_on": on}
+    row("exporter", "CPU us/span, metrics off -> on", off, on, f"+{on - off:.2f} us per received span (file sink)")
+
+
 # ---- 4. short-lived processes --------------------------------------------------------------
 
 def bench_processes():
@@ -967,8 +996,8 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the exporters' output files")
-    ap.add_argument("--only", default="calls,nginx,python,node,https,exporter,processes",
-                    help="comma-separated: calls,nginx,python,node,https,exporter,processes")
+    ap.add_argument("--only", default="calls,nginx,python,node,https,exporter,metrics,processes",
+                    help="comma-separated: calls,nginx,python,node,https,exporter,metrics,processes")
     ap.add_argument("--exporter-sched", default="normal", choices=["normal", "batch", "idle"],
                     help="scheduling policy of the exporters the benchmark starts")
     ap.add_argument("--exporter-cpu", default="server", choices=["server", "any"],
@@ -1026,6 +1055,8 @@ def main():
         bench_https()
     if "exporter" in only:
         bench_exporter()
+    if "metrics" in only:
+        bench_exporter_metrics()
     if "processes" in only:
         bench_processes()
     RESULTS["targets"] = [{"measure": a, "target": b, "result": c, "met": d} for a, b, c, d in targets()]

@@ -8,9 +8,9 @@
 # Results: <work dir>/results.json (the work dir is printed; default a new
 # directory under /tmp, or $TRACESHIM_BENCH_DIR).
 #
-#   --quick      fewer and shorter rounds (~3-4 min instead of ~18)
+#   --quick      fewer and shorter rounds (~4 min instead of ~20)
 #   --only LIST  comma-separated subset of
-#                calls,nginx,python,node,https,exporter,processes
+#                calls,nginx,python,node,https,exporter,metrics,processes
 #                (nginx also runs the client and memory benchmarks)
 #   --keep       keep the exporters' span files
 #

@@ -208,13 +208,94 @@ void exp_headers_free(struct exp_headers *h)
 
 /* ---- endpoint and exporters --------------------------------------------- */
 
-int exp_endpoint_join(const char *base, char *out, size_t cap)
+int exp_endpoint_join_path(const char *base, const char *path, char *out, size_t cap)
 {
 	size_t n = strlen(base);
 	while (n && base[n - 1] == '/')
 		n--;
-	int w = snprintf(out, cap, "%.*s/v1/traces", (int)n, base);
+	int w = snprintf(out, cap, "%.*s%s", (int)n, base, path);
 	return (w < 0 || (size_t)w >= cap) ? -1 : 0;
+}
+
+int exp_endpoint_join(const char *base, char *out, size_t cap)
+{
+	return exp_endpoint_join_path(base, "/v1/traces", out, cap);
+}
+
+unsigned exp_parse_metrics_exporters(const char *list, unsigned *unknown)
+{
+	unsigned mask = 0;
+	*unknown = 0;
+	for (const char *p = list ? list : ""; *p;) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		size_t n = strcspn(p, ",");
+		size_t m = n;
+		while (m && (p[m - 1] == ' ' || p[m - 1] == '\t'))
+			m--;
+		if (m == 10 && !strncmp(p, "prometheus", 10))
+			mask |= EXP_METRICS_PROMETHEUS;
+		else if (m == 4 && !strncmp(p, "otlp", 4))
+			mask |= EXP_METRICS_OTLP;
+		else if (m && !(m == 4 && !strncmp(p, "none", 4)))
+			(*unknown)++;
+		p += n;
+	}
+	return mask;
+}
+
+/* The Prometheus label a key becomes (metrics_prom.c's rule: [a-zA-Z0-9_],
+ * others '_', a leading digit prefixed), so two keys that would make one
+ * label, or one of the span metrics' own labels, are refused. */
+static void prom_name(char *out, size_t cap, const char *k, size_t n)
+{
+	size_t o = 0;
+	if (n && isdigit((unsigned char)k[0]))
+		out[o++] = '_';
+	for (size_t i = 0; i < n && o + 1 < cap; i++)
+		out[o++] = (isalnum((unsigned char)k[i]) || k[i] == '_') ? k[i] : '_';
+	out[o] = '\0';
+}
+
+static bool dim_allowed(const char *key, size_t len, char out[][129], size_t n)
+{
+	static const char *const taken[] = {"service_name", "span_name", "span_kind", "status_code", "le",
+					    "otel_metric_overflow"};
+	char a[140], b[140];
+	prom_name(a, sizeof a, key, len);
+	if (!strncmp(a, "__", 2))
+		return false; /* reserved by Prometheus */
+	for (size_t i = 0; i < sizeof taken / sizeof taken[0]; i++)
+		if (!strcmp(a, taken[i]))
+			return false;
+	for (size_t i = 0; i < n; i++) {
+		prom_name(b, sizeof b, out[i], strlen(out[i]));
+		if (!strcmp(a, b))
+			return false;
+	}
+	return true;
+}
+
+int exp_parse_dims(const char *s, char out[][129], size_t cap, size_t *n)
+{
+	int bad = 0;
+	*n = 0;
+	for (const char *p = s ? s : ""; *p;) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		size_t len = strcspn(p, ",");
+		size_t m = len;
+		while (m && (p[m - 1] == ' ' || p[m - 1] == '\t'))
+			m--;
+		if (m > 128 || (m && *n >= cap) || (m && !dim_allowed(p, m, out, *n))) {
+			bad++;
+		} else if (m) {
+			memcpy(out[*n], p, m);
+			out[(*n)++][m] = '\0';
+		}
+		p += len;
+	}
+	return bad;
 }
 
 static unsigned exporter_bit(const char *name, size_t n, bool *known)
@@ -416,6 +497,51 @@ static void load_bsp(struct exp_config *c)
 						 EXP_DEFAULT_EXPORT_TIMEOUT_MS, 1, 3600000);
 }
 
+static int load_metrics(struct exp_config *c, char *err, size_t errcap)
+{
+	unsigned unknown;
+	c->metrics_exporters = exp_parse_metrics_exporters(env("OTEL_METRICS_EXPORTER"), &unknown);
+	if (unknown)
+		log_warn("OTEL_METRICS_EXPORTER=%s: ignored %u unknown exporter names (known: prometheus, otlp, none)",
+			 env("OTEL_METRICS_EXPORTER"), unknown);
+	const char *host = env("OTEL_EXPORTER_PROMETHEUS_HOST");
+	if (host && strlen(host) >= sizeof c->prom_host) {
+		log_warn("OTEL_EXPORTER_PROMETHEUS_HOST too long: using %s", EXP_DEFAULT_PROM_HOST);
+		host = NULL;
+	}
+	snprintf(c->prom_host, sizeof c->prom_host, "%s", host ? host : EXP_DEFAULT_PROM_HOST);
+	c->prom_port = (uint16_t)num_env("OTEL_EXPORTER_PROMETHEUS_PORT", EXP_DEFAULT_PROM_PORT, 1, 65535);
+	c->metric_interval_ms = (uint32_t)num_env("OTEL_METRIC_EXPORT_INTERVAL", EXP_DEFAULT_METRIC_INTERVAL_MS, 1,
+						  86400000);
+	c->metrics_max_series = (uint32_t)num_env("TRACESHIM_METRICS_MAX_SERIES", EXP_DEFAULT_METRICS_MAX_SERIES, 1,
+						  1u << 24);
+	c->graph_wait_ms = (uint32_t)num_env("TRACESHIM_METRICS_GRAPH_WAIT_MS", EXP_DEFAULT_GRAPH_WAIT_MS, 1,
+					     3600000);
+	c->graph_max_pending = (uint32_t)num_env("TRACESHIM_METRICS_GRAPH_MAX_PENDING",
+						 EXP_DEFAULT_GRAPH_MAX_PENDING, 0, 1u << 24);
+	const char *dims = env("TRACESHIM_METRICS_DIMENSIONS");
+	int bad = exp_parse_dims(dims, c->metrics_dims, EXP_METRICS_DIMS_MAX, &c->n_metrics_dims);
+	if (bad)
+		log_warn("TRACESHIM_METRICS_DIMENSIONS=%s: ignored %d entries (at most %d keys of 128 bytes, "
+			 "not naming a label the span metrics have already, not twice)",
+			 dims, bad, EXP_METRICS_DIMS_MAX);
+	if (!(c->metrics_exporters & EXP_METRICS_OTLP))
+		return 0;
+	const char *full = env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
+	const char *base = env("OTEL_EXPORTER_OTLP_ENDPOINT");
+	int rc = 0;
+	if (full)
+		rc = snprintf(c->metrics_endpoint, sizeof c->metrics_endpoint, "%s", full) >=
+		     (int)sizeof c->metrics_endpoint;
+	else if (base)
+		rc = exp_endpoint_join_path(base, "/v1/metrics", c->metrics_endpoint, sizeof c->metrics_endpoint) < 0;
+	else
+		snprintf(c->metrics_endpoint, sizeof c->metrics_endpoint, "%s", EXP_DEFAULT_METRICS_ENDPOINT);
+	if (rc)
+		snprintf(err, errcap, "OTLP metrics endpoint too long");
+	return rc ? -1 : 0;
+}
+
 int exp_config_load(struct exp_config *c, ts_getenv_fn getenv_fn, char *err, size_t errcap)
 {
 	*c = (struct exp_config){0};
@@ -434,9 +560,9 @@ int exp_config_load(struct exp_config *c, ts_getenv_fn getenv_fn, char *err, siz
 	load_security(c);
 	load_tail(c);
 	if (load_paths(c, err, errcap) < 0 || load_endpoint(c, err, errcap) < 0 ||
-	    load_spool(c, err, errcap) < 0)
+	    load_spool(c, err, errcap) < 0 || load_metrics(c, err, errcap) < 0)
 		return -1;
-	if ((c->sinks & EXP_SINK_OTLP) && load_otlp_options(c) < 0) {
+	if (((c->sinks & EXP_SINK_OTLP) || (c->metrics_exporters & EXP_METRICS_OTLP)) && load_otlp_options(c) < 0) {
 		snprintf(err, errcap, "out of memory");
 		return -1;
 	}

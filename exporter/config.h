@@ -15,6 +15,8 @@
 /*  variable                                default             meaning */
 #define EXP_ENV_TABLE(X)                                                                                   \
 	X(TRACESHIM_SOCKET, "see paths.h", "SEQPACKET socket the exporter listens on")                     \
+	X(LISTEN_PID, "", "socket activation (sd_listen_fds): the pid the passed sockets are for")       \
+	X(LISTEN_FDS, "", "socket activation: number of sockets passed from fd 3; fd 3 is used")           \
 	X(TRACESHIM_FILE, "see paths.h", "OTLP/JSON lines file; setting it also enables the file sink")   \
 	X(TRACESHIM_LOG, "warn", "exporter log level: off|error|warn|info|debug")                         \
 	X(TRACESHIM_QUEUE_MAX_BYTES, "16777216", "byte cap of queued span records")                       \
@@ -49,7 +51,16 @@
 	X(OTEL_BSP_SCHEDULE_DELAY, "200", "ms between exports (SDK default 5000)")                        \
 	X(OTEL_BSP_MAX_QUEUE_SIZE, "8192", "spans waiting for export; more are dropped (SDK 2048)")       \
 	X(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, "512", "spans per export request (<= queue size)")             \
-	X(OTEL_BSP_EXPORT_TIMEOUT, "5000", "ms a batch may wait in memory, and the shutdown budget")
+	X(OTEL_BSP_EXPORT_TIMEOUT, "5000", "ms a batch may wait in memory, and the shutdown budget")         \
+	X(OTEL_METRICS_EXPORTER, "none", "comma list of prometheus, otlp, none")                          \
+	X(OTEL_EXPORTER_PROMETHEUS_HOST, "localhost", "address the Prometheus endpoint listens on")        \
+	X(OTEL_EXPORTER_PROMETHEUS_PORT, "9464", "port of the Prometheus endpoint (/metrics)")             \
+	X(OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, "", "full OTLP metrics URL; else the base + /v1/metrics")   \
+	X(OTEL_METRIC_EXPORT_INTERVAL, "60000", "ms between OTLP metrics exports")                        \
+	X(TRACESHIM_METRICS_DIMENSIONS, "", "span attributes added as span-metrics dimensions (comma list)") \
+	X(TRACESHIM_METRICS_MAX_SERIES, "10000", "metric series held; more go to one overflow series")     \
+	X(TRACESHIM_METRICS_GRAPH_WAIT_MS, "10000", "ms a client/server span waits for its other half")    \
+	X(TRACESHIM_METRICS_GRAPH_MAX_PENDING, "10000", "halves waiting at once; over: oldest unpaired")
 
 #define EXP_DEFAULT_ENDPOINT "http://localhost:4318/v1/traces"
 #define EXP_DEFAULT_TIMEOUT_MS 10000u
@@ -67,6 +78,14 @@
 #define EXP_DEFAULT_TAIL_MAX_SPANS 100000u
 #define EXP_DEFAULT_TAIL_MAX_BYTES ((size_t)64 << 20)
 #define EXP_MAX_ALLOWED_UIDS 64
+#define EXP_DEFAULT_METRICS_ENDPOINT "http://localhost:4318/v1/metrics"
+#define EXP_DEFAULT_PROM_HOST "localhost"
+#define EXP_DEFAULT_PROM_PORT 9464u
+#define EXP_DEFAULT_METRIC_INTERVAL_MS 60000u
+#define EXP_DEFAULT_METRICS_MAX_SERIES 10000u
+#define EXP_DEFAULT_GRAPH_WAIT_MS 10000u
+#define EXP_DEFAULT_GRAPH_MAX_PENDING 10000u
+#define EXP_METRICS_DIMS_MAX 16
 
 /* Delivery (OTLP spec: exponential backoff with jitter, honour Retry-After). */
 #define EXP_BACKOFF_BASE_MS 1000u
@@ -86,6 +105,7 @@
 #define EXP_SUN_PATH_MAX 108 /* sizeof(((struct sockaddr_un *)0)->sun_path) */
 
 enum exp_sink_mask { EXP_SINK_FILE = 1u << 0, EXP_SINK_OTLP = 1u << 1 };
+enum exp_metrics_mask { EXP_METRICS_PROMETHEUS = 1u << 0, EXP_METRICS_OTLP = 1u << 1 };
 
 /* Extra HTTP request headers as ready-made "Name: value" lines. */
 struct exp_headers {
@@ -119,6 +139,16 @@ struct exp_config {
 	uint32_t tail_max_spans;
 	size_t tail_max_bytes;
 	enum exp_log_level log_level;
+	/* metrics (metrics.h); OTLP metrics use the traces' headers, timeout,
+	 * TLS files and compression */
+	unsigned metrics_exporters; /* enum exp_metrics_mask; 0: no metrics at all */
+	char prom_host[256];
+	uint16_t prom_port;
+	char metrics_endpoint[EXP_PATH_MAX]; /* "" unless otlp metrics are on */
+	uint32_t metric_interval_ms;
+	char metrics_dims[EXP_METRICS_DIMS_MAX][129];
+	size_t n_metrics_dims;
+	uint32_t metrics_max_series, graph_wait_ms, graph_max_pending;
 };
 
 /* Reads the environment (getenv_fn NULL: getenv). Warns about and ignores bad
@@ -140,6 +170,20 @@ void exp_headers_free(struct exp_headers *h);
 
 /* base + "/v1/traces" without doubling the slash; -1 if it does not fit. */
 int exp_endpoint_join(const char *base, char *out, size_t cap);
+/* The same with another path ("/v1/metrics"). */
+int exp_endpoint_join_path(const char *base, const char *path, char *out, size_t cap);
+
+/* OTEL_METRICS_EXPORTER → enum exp_metrics_mask; unknown names counted in
+ * *unknown and ignored. Unset, empty or "none": 0. */
+unsigned exp_parse_metrics_exporters(const char *list, unsigned *unknown);
+
+/* TRACESHIM_METRICS_DIMENSIONS: comma list of attribute keys (spaces
+ * trimmed, empty items skipped, at most cap kept). Refused, counted: keys
+ * over 128 bytes, and keys whose Prometheus label (dots → '_') would be one
+ * the span metrics have (service_name, span_name, span_kind, status_code, le,
+ * otel_metric_overflow), start with "__", or repeat an earlier key's.
+ * Returns how many were refused. */
+int exp_parse_dims(const char *s, char out[][129], size_t cap, size_t *n);
 
 /* OTEL_TRACES_EXPORTER → enum exp_sink_mask. Unknown names are counted in
  * *unknown and ignored; when nothing recognisable is listed (unset, empty,

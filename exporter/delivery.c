@@ -35,7 +35,23 @@ struct pick {
 	struct exp_spool_entry entry; /* from_spool */
 };
 
+/* Where a delivery counts what becomes of its batches: the traces' counts
+ * spans in the span counters, the metrics' (exp_delivery_open_metrics) data
+ * points in the metrics_* ones. NULL: not counted (the metrics have no spool). */
+struct counters {
+	const char *name, *unit; /* for messages: "otlp" "spans", "otlp metrics" "data points" */
+	_Atomic uint64_t *exported, *rejected, *failed, *errors, *attempts, *retries, *spool_full, *spooled,
+		*replayed, *outbox;
+};
+
+static void cadd(_Atomic uint64_t *c, uint64_t n)
+{
+	if (c)
+		atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
 struct exp_delivery {
+	struct counters ctr;
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* CLOCK_MONOTONIC: new batch, shutdown steps */
 	struct item *head, **tailp;
@@ -104,7 +120,7 @@ static void seed_random(struct exp_delivery *d)
 
 static void publish(const struct exp_delivery *d)
 {
-	STAT_SET(outbox_spans, d->mem_spans + d->inflight_mem_spans);
+	atomic_store_explicit(d->ctr.outbox, d->mem_spans + d->inflight_mem_spans, memory_order_relaxed);
 }
 
 static struct item *detach_head(struct exp_delivery *d)
@@ -143,18 +159,19 @@ static void spill_head(struct exp_delivery *d)
 	uint64_t evicted = 0;
 	char err[300];
 	if (!d->have_spool) {
-		STAT_ADD(dropped_spool_full, it->n_spans);
-		exp_stats_error("otlp: %" PRIu32 " undelivered spans dropped: no spool", it->n_spans);
+		cadd(d->ctr.spool_full, it->n_spans);
+		exp_stats_error("%s: %" PRIu32 " undelivered %s dropped: no spool", d->ctr.name, it->n_spans,
+				d->ctr.unit);
 	} else if (exp_spool_put(&d->spool, it->seq, it->n_spans, it->data, it->len, &evicted, err,
 				 sizeof err) < 0) {
-		STAT_ADD(dropped_spool_full, it->n_spans);
+		cadd(d->ctr.spool_full, it->n_spans);
 		exp_stats_error("%s (%" PRIu32 " spans dropped)", err, it->n_spans);
 	} else {
-		STAT_ADD(spooled_spans_total, it->n_spans);
+		cadd(d->ctr.spooled, it->n_spans);
 		log_debug("spooled batch %" PRIu64 " (%" PRIu32 " spans)", it->seq, it->n_spans);
 	}
 	if (evicted) {
-		STAT_ADD(dropped_spool_full, evicted);
+		cadd(d->ctr.spool_full, evicted);
 		exp_stats_error("spool %s over %" PRIu64 " bytes: dropped its oldest %" PRIu64 " spans",
 				d->spool.dir, d->spool.max_bytes, evicted);
 	}
@@ -222,14 +239,14 @@ static void on_ok(struct exp_delivery *d, const struct pick *p, struct item *it,
 		  const struct exp_deliver_result *r)
 {
 	uint64_t rejected = r->rejected < p->n_spans ? r->rejected : p->n_spans;
-	STAT_ADD(exported_spans, p->n_spans - rejected);
-	STAT_ADD(dropped_rejected, rejected);
+	cadd(d->ctr.exported, p->n_spans - rejected);
+	cadd(d->ctr.rejected, rejected);
 	if (*r->reason)
-		exp_stats_error_once(r->reason, "otlp: %s", r->error);
+		exp_stats_error_once(r->reason, "%s: %s", d->ctr.name, r->error);
 	if (p->from_spool)
-		STAT_ADD(spool_replayed_spans, p->n_spans);
+		cadd(d->ctr.replayed, p->n_spans);
 	if (d->failures)
-		log_info("otlp: backend accepts batches again after %u failed attempts", d->failures);
+		log_info("%s: backend accepts batches again after %u failed attempts", d->ctr.name, d->failures);
 	forget(d, p, it);
 	d->failures = 0;
 	d->next_try_ms = 0;
@@ -239,13 +256,13 @@ static void on_ok(struct exp_delivery *d, const struct pick *p, struct item *it,
 static void on_permanent(struct exp_delivery *d, const struct pick *p, struct item *it,
 			 const struct exp_deliver_result *r)
 {
-	STAT_ADD(export_errors, 1);
+	cadd(d->ctr.errors, 1);
 	if (r->answered)
-		STAT_ADD(dropped_rejected, p->n_spans);
+		cadd(d->ctr.rejected, p->n_spans);
 	else
-		STAT_ADD(dropped_export_failed, p->n_spans);
-	exp_stats_error_once(r->reason, "otlp: %s (%" PRIu32 " spans dropped, not retryable)", r->error,
-			     p->n_spans);
+		cadd(d->ctr.failed, p->n_spans);
+	exp_stats_error_once(r->reason, "%s: %s (%" PRIu32 " %s dropped, not retryable)", d->ctr.name, r->error,
+			     p->n_spans, d->ctr.unit);
 	forget(d, p, it);
 	d->failures = 0;
 	d->next_try_ms = 0;
@@ -255,13 +272,13 @@ static void on_permanent(struct exp_delivery *d, const struct pick *p, struct it
 static void on_retryable(struct exp_delivery *d, const struct pick *p, struct item *it,
 			 const struct exp_deliver_result *r)
 {
-	STAT_ADD(export_errors, 1);
+	cadd(d->ctr.errors, 1);
 	d->failures++;
 	uint32_t wait = exp_backoff_ms(d->failures, r->retry_after_ms, next_random(d));
 	d->next_try_ms = exp_mono_ms() + wait;
 	d->last_failed_seq = p->seq;
-	exp_stats_error("otlp: %s (%" PRIu32 " spans, retryable: next attempt in %.1f s)", r->error,
-			p->n_spans, wait / 1000.0);
+	exp_stats_error("%s: %s (%" PRIu32 " %s, retryable: next attempt in %.1f s)", d->ctr.name, r->error,
+			p->n_spans, d->ctr.unit, wait / 1000.0);
 	if (it) {
 		it->tries++;
 		put_back_head(d, it); /* still the oldest: nothing overtakes it */
@@ -312,9 +329,9 @@ static void attempt(struct exp_delivery *d, const struct pick *p)
 	if (d->have_spool)
 		d->spool.protected_seq = 0;
 	d->inflight_mem_spans = 0;
-	STAT_ADD(export_attempts, 1);
+	cadd(d->ctr.attempts, 1);
 	if (retry)
-		STAT_ADD(export_retries, 1);
+		cadd(d->ctr.retries, 1);
 	if (r.kind == EXP_DELIVER_OK)
 		on_ok(d, p, it, &r);
 	else if (r.kind == EXP_DELIVER_PERMANENT)
@@ -364,8 +381,8 @@ bool exp_delivery_push(struct exp_delivery *d, struct sbuf *body, uint32_t n_spa
 {
 	struct item *it = malloc(sizeof *it);
 	if (!it) {
-		STAT_ADD(dropped_export_failed, n_spans);
-		exp_stats_error("otlp: out of memory queueing %" PRIu32 " spans", n_spans);
+		cadd(d->ctr.failed, n_spans);
+		exp_stats_error("%s: out of memory queueing %" PRIu32 " %s", d->ctr.name, n_spans, d->ctr.unit);
 		return false;
 	}
 	/* The encoder's buffer grew by doubling: give the spare room back before
@@ -435,7 +452,8 @@ static int init_sync(struct exp_delivery *d)
 	return (rc || pthread_mutex_init(&d->lock, NULL)) ? -1 : 0;
 }
 
-struct exp_delivery *exp_delivery_open(const struct exp_config *c, char *err, size_t errcap)
+static struct exp_delivery *delivery_open(const struct exp_config *c, const struct counters *ctr, char *err,
+					  size_t errcap)
 {
 	struct exp_delivery *d = calloc(1, sizeof *d);
 	if (!d || init_sync(d) < 0) {
@@ -443,6 +461,7 @@ struct exp_delivery *exp_delivery_open(const struct exp_config *c, char *err, si
 		snprintf(err, errcap, "out of memory");
 		return NULL;
 	}
+	d->ctr = *ctr;
 	d->tailp = &d->head;
 	d->window_ms = c->export_timeout_ms;
 	d->timeout_ms = c->timeout_ms;
@@ -468,6 +487,42 @@ struct exp_delivery *exp_delivery_open(const struct exp_config *c, char *err, si
 		return NULL;
 	}
 	d->started = true;
+	return d;
+}
+
+struct exp_delivery *exp_delivery_open(const struct exp_config *c, char *err, size_t errcap)
+{
+	static const struct counters spans = {
+		.name = "otlp", .unit = "spans", .exported = &exp_stats.exported_spans,
+		.rejected = &exp_stats.dropped_rejected, .failed = &exp_stats.dropped_export_failed,
+		.errors = &exp_stats.export_errors, .attempts = &exp_stats.export_attempts,
+		.retries = &exp_stats.export_retries, .spool_full = &exp_stats.dropped_spool_full,
+		.spooled = &exp_stats.spooled_spans_total, .replayed = &exp_stats.spool_replayed_spans,
+		.outbox = &exp_stats.outbox_spans};
+	return delivery_open(c, &spans, err, errcap);
+}
+
+/* The same client and rules, to the metrics endpoint, without a spool: a
+ * cumulative export that waited OTEL_BSP_EXPORT_TIMEOUT is dropped (counted),
+ * the next one carries the same totals. */
+struct exp_delivery *exp_delivery_open_metrics(const struct exp_config *c, char *err, size_t errcap)
+{
+	static const struct counters points = {
+		.name = "otlp metrics", .unit = "data points", .exported = &exp_stats.metrics_exported_points,
+		.rejected = &exp_stats.metrics_dropped_points, .failed = &exp_stats.metrics_dropped_points,
+		.errors = &exp_stats.metrics_export_errors, .attempts = &exp_stats.metrics_export_attempts,
+		.retries = &exp_stats.metrics_export_retries, .spool_full = &exp_stats.metrics_dropped_points,
+		.outbox = &exp_stats.metrics_outbox_points};
+	struct exp_config *mc = malloc(sizeof *mc);
+	if (!mc) {
+		snprintf(err, errcap, "out of memory");
+		return NULL;
+	}
+	*mc = *c; /* the headers are shared, not copied: c outlives the delivery */
+	snprintf(mc->endpoint, sizeof mc->endpoint, "%s", c->metrics_endpoint);
+	mc->spool_dir[0] = '\0';
+	struct exp_delivery *d = delivery_open(mc, &points, err, errcap);
+	free(mc);
 	return d;
 }
 

@@ -37,6 +37,10 @@ struct exp_delivery;
  * and delivery goes on without one), starts the delivery thread. NULL with a
  * reason in err when the client cannot be created. */
 struct exp_delivery *exp_delivery_open(const struct exp_config *c, char *err, size_t errcap);
+/* The same for OTLP metrics (metrics_serve.c): to c->metrics_endpoint, no
+ * spool, outcomes counted in the metrics_* counters (bodies are
+ * ExportMetricsServiceRequests, counts are data points). */
+struct exp_delivery *exp_delivery_open_metrics(const struct exp_config *c, char *err, size_t errcap);
 
 /* Takes the bytes of body (an encoded ExportTraceServiceRequest of n_spans
  * spans; body is left empty). False when out of memory (counted). */

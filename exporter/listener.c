@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -130,6 +132,75 @@ static int bind_listen(struct exp_listener *l, bool shared, char *err, size_t er
 	return 0;
 }
 
+/* ---- socket activation ---------------------------------------------------- */
+
+#define LISTEN_FDS_START 3 /* SD_LISTEN_FDS_START */
+
+/* How many sockets the service manager passed to this very process (0: none;
+ * LISTEN_PID guards against a variable inherited from a parent). */
+static int listen_fds(void)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	int n = 0;
+	if (pid && fds) {
+		char *end;
+		long p = strtol(pid, &end, 10);
+		if (!*end && p == (long)getpid()) {
+			long v = strtol(fds, &end, 10);
+			if (!*end && v > 0 && v < 1024)
+				n = (int)v;
+		}
+	}
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	return n;
+}
+
+static int sockopt_int(int fd, int opt)
+{
+	int v = -1;
+	socklen_t len = sizeof v;
+	return getsockopt(fd, SOL_SOCKET, opt, &v, &len) < 0 ? -1 : v;
+}
+
+/* 1: l->fd is the passed socket; 0: none passed; -1: one was passed but is
+ * not what the exporter serves (err says why). */
+static int adopt_inherited(struct exp_listener *l, char *err, size_t errcap)
+{
+	int n = listen_fds();
+	if (n == 0)
+		return 0;
+	int fd = LISTEN_FDS_START;
+	if (n > 1)
+		log_warn("the service manager passed %d sockets; using fd %d only", n, fd);
+	struct sockaddr_un sa;
+	socklen_t len = sizeof sa;
+	memset(&sa, 0, sizeof sa);
+	if (sockopt_int(fd, SO_DOMAIN) != AF_UNIX || sockopt_int(fd, SO_TYPE) != SOCK_SEQPACKET ||
+	    sockopt_int(fd, SO_ACCEPTCONN) != 1) {
+		snprintf(err, errcap, "the socket passed by the service manager (fd %d) is not a listening AF_UNIX "
+			 "SOCK_SEQPACKET socket (use ListenSequentialPacket=)", fd);
+		return -1;
+	}
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0 || len <= offsetof(struct sockaddr_un, sun_path) ||
+	    strncmp(sa.sun_path, l->path, sizeof sa.sun_path) != 0) {
+		snprintf(err, errcap, "the socket passed by the service manager is bound to '%.*s', not to %s "
+			 "(TRACESHIM_SOCKET): traced processes would not find it", (int)sizeof sa.sun_path,
+			 len > offsetof(struct sockaddr_un, sun_path) ? sa.sun_path : "", l->path);
+		return -1;
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		snprintf(err, errcap, "cannot set up the passed socket: %s", strerror(errno));
+		return -1;
+	}
+	l->fd = fd;
+	l->inherited = true;
+	log_info("listening on %s, passed by the service manager", l->path);
+	return 1;
+}
+
 int exp_listener_open(struct exp_listener *l, const char *path, bool shared, char *err, size_t errcap)
 {
 	*l = (struct exp_listener){.fd = -1, .lock_fd = -1};
@@ -138,6 +209,9 @@ int exp_listener_open(struct exp_listener *l, const char *path, bool shared, cha
 		return -1;
 	}
 	snprintf(l->path, sizeof l->path, "%s", path);
+	int adopted = adopt_inherited(l, err, errcap);
+	if (adopted != 0)
+		return adopted > 0 ? 0 : -1;
 	/* Directories we create: 0700, or 0711 (search only) when other uids
 	 * are allowed to connect. Existing ones are left as they are. */
 	if (exp_mkdir_parents(path, shared ? 0711 : 0700) < 0) {
@@ -159,6 +233,8 @@ void exp_listener_stop(struct exp_listener *l)
 		return;
 	close(l->fd);
 	l->fd = -1;
+	if (l->inherited)
+		return; /* the service manager's file: it keeps listening while we are gone */
 	struct stat st;
 	if (lstat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
 		unlink(l->path);

@@ -13,12 +13,21 @@
 
 struct exp_listener {
 	int fd, lock_fd;
+	bool inherited; /* handed over by the service manager: not ours to lock or unlink */
 	char path[EXP_SUN_PATH_MAX];
 	dev_t dev;
 	ino_t ino;
 };
 
-/* Creates the parent directory (0700), takes the lock, removes a stale
+/* Socket activation (systemd's LISTEN_PID/LISTEN_FDS protocol, sd_listen_fds(3)):
+ * when the service manager passes a listening socket for this process, that
+ * socket is used instead — after checking it is a listening AF_UNIX
+ * SOCK_SEQPACKET socket bound to `path` (clients and --status look there).
+ * Its file, mode and owner are then the manager's (ListenSequentialPacket=,
+ * SocketMode=): no directory, lock or unlink of ours. LISTEN_* are removed
+ * from the environment either way, so no child inherits them.
+ *
+ * Otherwise: creates the parent directory (0700), takes the lock, removes a stale
  * socket, binds (mode 0600, checked) and listens (SOMAXCONN, non-blocking).
  * `shared` (TRACESHIM_ALLOWED_UIDS set): directories made 0711, socket 0666,
  * so that the allowed uids can connect; SO_PEERCRED still decides who is

@@ -29,6 +29,8 @@
 #include "fsutil.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_serve.h"
 #include "paths.h"
 #include "server.h"
 #include "sink.h"
@@ -141,9 +143,27 @@ struct exporter_state {
 	struct exp_queue queue;
 	struct exp_exporter exporter;
 	struct exp_server server; /* large (frame buffers): lives in static storage */
+	struct exp_metrics *metrics;           /* NULL: OTEL_METRICS_EXPORTER=none */
+	struct exp_metrics_server *metrics_srv;
 };
 
 static struct exporter_state st;
+
+static int start_metrics(const struct exp_config *c, char *err, size_t errcap)
+{
+	struct exp_metrics_config mc = {.n_dims = c->n_metrics_dims, .max_series = c->metrics_max_series,
+					.graph_wait_ms = c->graph_wait_ms, .graph_max_pending = c->graph_max_pending};
+	for (size_t i = 0; i < c->n_metrics_dims; i++)
+		snprintf(mc.dims[i], sizeof mc.dims[i], "%s", c->metrics_dims[i]);
+	if (!(st.metrics = exp_metrics_new(&mc))) {
+		snprintf(err, errcap, "out of memory for the metrics");
+		return -1;
+	}
+	if (!(st.metrics_srv = exp_metrics_server_start(c, st.metrics, &st.queue, err, errcap)))
+		return -1;
+	st.server.metrics = st.metrics;
+	return 0;
+}
 
 static int start(const struct exp_config *c, int sigfd, char *err, size_t errcap)
 {
@@ -164,12 +184,17 @@ static int start(const struct exp_config *c, int sigfd, char *err, size_t errcap
 		snprintf(err, errcap, "out of memory for tail sampling");
 		goto fail_server;
 	}
+	if (c->metrics_exporters && start_metrics(c, err, errcap) < 0)
+		goto fail_server;
 	if (exp_exporter_start(&st.exporter) < 0) {
 		snprintf(err, errcap, "cannot start the export thread");
 		goto fail_server;
 	}
 	return 0;
 fail_server:
+	exp_metrics_server_stop(st.metrics_srv, 0);
+	exp_metrics_free(st.metrics);
+	st.server.metrics = NULL;
 	exp_tail_free(st.exporter.tail);
 	exp_server_destroy(&st.server);
 	exp_queue_destroy(&st.queue);
@@ -232,7 +257,8 @@ static int serve(const struct exp_config *c, int ready_fd)
 	char err[ERR_MAX];
 	raise_fd_limit();
 	int sigfd = block_signals();
-	if (sigfd < 0 || ((c->sinks & EXP_SINK_OTLP) && curl_global_init(CURL_GLOBAL_DEFAULT) != 0)) {
+	bool curl = (c->sinks & EXP_SINK_OTLP) || (c->metrics_exporters & EXP_METRICS_OTLP);
+	if (sigfd < 0 || (curl && curl_global_init(CURL_GLOBAL_DEFAULT) != 0)) {
 		report(ready_fd, "cannot set up signals or libcurl");
 		return 1;
 	}
@@ -248,11 +274,16 @@ static int serve(const struct exp_config *c, int ready_fd)
 	}
 	exp_server_run(&st.server);
 	unblock_signals(sigfd);
+	/* Every span received has been observed: the last metrics export is
+	 * made now and delivered in the same budget as the traces' flush. */
+	exp_metrics_server_begin_stop(st.metrics_srv, c->export_timeout_ms);
 	size_t abandoned;
 	if (!stop(&abandoned))
 		exit_abandoned(c, abandoned);
+	exp_metrics_server_stop(st.metrics_srv, c->export_timeout_ms);
+	exp_metrics_free(st.metrics);
 	close(sigfd);
-	if (c->sinks & EXP_SINK_OTLP)
+	if (curl)
 		curl_global_cleanup();
 	log_info("stopped: %llu spans received, %llu exported",
 		 (unsigned long long)STAT_GET(received_spans), (unsigned long long)STAT_GET(exported_spans));

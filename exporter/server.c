@@ -12,9 +12,12 @@
 #include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "otlp_http.h" /* exp_mono_ms */
+#include "record.h"
 #include "stats.h"
 
 #define FRAMES_PER_WAKEUP 64 /* then let other connections have a turn */
@@ -94,6 +97,53 @@ static bool peer_allowed(const struct exp_server *s, int fd, pid_t *pid, uid_t *
 	return false;
 }
 
+/* Tells the process why before closing (frame.h TS_FRAME_REFUSED), so it can
+ * say so itself: it has sent its HELLO already and would otherwise learn only
+ * of a hang-up. Counted by reason. Best effort: a send that would block is
+ * skipped (the socket is new and empty, so it does not). */
+static void say_refused(int fd, enum ts_refusal why)
+{
+	uint8_t f[TS_FRAME_HEADER_SIZE + 4];
+	struct ts_wbuf w;
+	ts_wbuf_init(&w, f, sizeof f);
+	ts_frame_begin(&w, TS_FRAME_REFUSED, 0);
+	ts_put_u32(&w, (uint32_t)why);
+	if (ts_frame_finish(&w) && send(fd, f, w.len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("refusal frame: %s", strerror(errno));
+	STAT_ADD(connections_refused, 1);
+	if (why == TS_REFUSED_UID)
+		STAT_ADD(connections_refused_uid, 1);
+	else if (why == TS_REFUSED_LIMIT)
+		STAT_ADD(connections_refused_limit, 1);
+	else
+		STAT_ADD(connections_refused_resources, 1);
+}
+
+static void refuse(int fd, enum ts_refusal why)
+{
+	say_refused(fd, why);
+	close(fd);
+}
+
+/* Serves fd as a new connection; false (fd left open) if it cannot. */
+static bool conn_add(struct exp_server *s, int fd, pid_t pid)
+{
+	struct exp_conn *c = calloc(1, sizeof *c);
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+	if (!c || epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		log_error("cannot take a new connection: %s", c ? strerror(errno) : "out of memory");
+		free(c);
+		return false;
+	}
+	*c = (struct exp_conn){.kind = EXP_EP_CONN, .fd = fd, .pid = pid, .next = s->conns};
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->n_conns++;
+	STAT_ADD(connections_total, 1);
+	return true;
+}
+
 static void admit(struct exp_server *s, int fd)
 {
 	pid_t pid = 0;
@@ -104,7 +154,6 @@ static void admit(struct exp_server *s, int fd)
 		static time_t last_warned;
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		STAT_ADD(connections_refused, 1);
 		if (!last_warned || now.tv_sec - last_warned >= 10) {
 			last_warned = now.tv_sec ? now.tv_sec : 1;
 			log_warn("refused a connection from pid %ld: uid %ld is not allowed "
@@ -112,32 +161,72 @@ static void admit(struct exp_server *s, int fd)
 		} else {
 			log_debug("refused a connection from pid %ld: uid %ld", (long)pid, (long)uid);
 		}
-		close(fd);
+		refuse(fd, TS_REFUSED_UID);
 		return;
 	}
 	if (s->n_conns >= s->cfg->max_connections) { /* each costs memory: bounded */
-		STAT_ADD(connections_refused, 1);
 		log_warn("refused a connection from pid %ld: %zu connections open (TRACESHIM_MAX_CONNECTIONS)",
 			 (long)pid, s->n_conns);
-		close(fd);
+		refuse(fd, TS_REFUSED_LIMIT);
 		return;
 	}
-	struct exp_conn *c = calloc(1, sizeof *c);
-	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-	if (!c || epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		log_error("cannot take a new connection: %s", c ? strerror(errno) : "out of memory");
-		STAT_ADD(connections_refused, 1);
-		free(c);
-		close(fd);
+	if (!conn_add(s, fd, pid)) {
+		refuse(fd, TS_REFUSED_RESOURCES);
 		return;
 	}
-	*c = (struct exp_conn){.kind = EXP_EP_CONN, .fd = fd, .pid = pid, .next = s->conns};
-	if (s->conns)
-		s->conns->prev = c;
-	s->conns = c;
-	s->n_conns++;
-	STAT_ADD(connections_total, 1);
 	log_debug("connection from pid %ld (%zu open)", (long)pid, s->n_conns);
+}
+
+/* CHANNEL_REQ: a process that changed its credentials is about to fork; its
+ * child cannot connect itself (SO_PEERCRED would show the new uid), so the
+ * entitlement of this connection is handed on: one end of a socketpair is
+ * served as a new connection (its own HELLO, ring, resource and hang-up: one
+ * process per connection still), the other goes back to the requester, who
+ * can only give it to whom it could have given its own connection anyway —
+ * no widening (docs/ARCHITECTURE.md §5). Bounded by TRACESHIM_MAX_CONNECTIONS. */
+static void on_channel_req(struct exp_server *s, struct exp_conn *c)
+{
+	int sv[2];
+	if (s->n_conns >= s->cfg->max_connections) {
+		log_warn("refused a child connection for pid %ld: %zu connections open (TRACESHIM_MAX_CONNECTIONS)",
+			 (long)c->pid, s->n_conns);
+		say_refused(c->fd, TS_REFUSED_LIMIT);
+		return;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_warn("cannot make a child connection for pid %ld: %s", (long)c->pid, strerror(errno));
+		say_refused(c->fd, TS_REFUSED_RESOURCES);
+		return;
+	}
+	if (!conn_add(s, sv[0], 0)) {
+		close(sv[0]);
+		close(sv[1]);
+		say_refused(c->fd, TS_REFUSED_RESOURCES);
+		return;
+	}
+	uint8_t f[TS_FRAME_HEADER_SIZE];
+	struct ts_wbuf w;
+	ts_wbuf_init(&w, f, sizeof f);
+	ts_frame_begin(&w, TS_FRAME_CHANNEL, 0);
+	ts_frame_finish(&w);
+	struct iovec iov = {.iov_base = f, .iov_len = w.len};
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &sv[1], sizeof(int));
+	/* If this fails the new connection hangs up at once and is freed. */
+	if (sendmsg(c->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("child connection for pid %ld: %s", (long)c->pid, strerror(errno));
+	else
+		STAT_ADD(child_channels, 1);
+	close(sv[1]);
+	log_debug("child connection for pid %ld (%zu open)", (long)c->pid, s->n_conns);
 }
 
 static void pause_accepting(struct exp_server *s)
@@ -343,6 +432,11 @@ static bool on_hello(struct exp_server *s, struct exp_conn *c, const uint8_t *p,
 	}
 	exp_resource_unref(c->res); /* a second HELLO replaces the resource */
 	c->res = r;
+	if (!c->pid && len >= 4) { /* a child connection (CHANNEL_REQ): no SO_PEERCRED pid, for the logs */
+		uint32_t pid;
+		memcpy(&pid, p, 4);
+		c->pid = (pid_t)pid;
+	}
 	return true;
 }
 
@@ -358,12 +452,58 @@ static bool spans_valid(const uint8_t *p, size_t len, uint16_t *count)
 	return !r.bad && r.off == len;
 }
 
-/* Copies the (validated) records out and queues them. */
+/* With metrics off, metrics-only records are still not spans. */
+static size_t metrics_only_count(const uint8_t *recs, uint16_t count)
+{
+	size_t n = 0;
+	for (uint16_t i = 0; i < count; i++) {
+		n += (recs[EXP_REC_FLAGS] & TS_SPAN_F_METRICS_ONLY) != 0;
+		recs += exp_rec_u16(recs);
+	}
+	STAT_ADD(metrics_only_records, n);
+	return n;
+}
+
+/* Metrics-only records (TS_SPAN_F_METRICS_ONLY: spans the shim sampled
+ * out, shipped for the metrics) leave the list: they are never exported. */
+static size_t drop_metrics_only(struct exp_span **head, size_t made)
+{
+	struct exp_span *gone = NULL;
+	for (struct exp_span **pp = head; *pp;) {
+		struct exp_span *sp = *pp;
+		if (sp->rec[EXP_REC_FLAGS] & TS_SPAN_F_METRICS_ONLY) {
+			*pp = sp->next;
+			sp->next = gone;
+			gone = sp;
+			made--;
+		} else {
+			pp = &sp->next;
+		}
+	}
+	exp_span_free_list(gone);
+	return made;
+}
+
+static uint64_t unix_now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* Copies the (validated) records out and queues them — after the metrics
+ * have seen every one of them, before any bound or sampler. */
 static void queue_spans(struct exp_server *s, struct exp_conn *c, const uint8_t *p, uint16_t count)
 {
 	struct exp_resource *res = c->res ? c->res : s->unknown;
 	struct exp_span *head;
+	size_t only = s->metrics ? exp_metrics_observe(s->metrics, res, p + 2, count, exp_mono_ms(), unix_now_ns())
+				 : metrics_only_count(p + 2, count);
 	size_t made = exp_spans_new(res, p + 2, count, &head);
+	if (only) {
+		count = (uint16_t)(count - only);
+		made = drop_metrics_only(&head, made);
+	}
 	size_t dropped = (count - made) + exp_queue_push(s->queue, head, made);
 	STAT_ADD(received_spans, count);
 	if (dropped) {
@@ -422,6 +562,11 @@ static void handle_frame(struct exp_server *s, struct exp_conn *c, size_t n, int
 		break;
 	case TS_FRAME_STATUS_REQ:
 		ok = on_status_req(s, c, h.length);
+		break;
+	case TS_FRAME_CHANNEL_REQ: /* only a process (it said HELLO) forks */
+		ok = h.length == 0 && c->res;
+		if (ok)
+			on_channel_req(s, c);
 		break;
 	default: /* STATUS travels the other way */
 		break;

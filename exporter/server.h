@@ -16,6 +16,7 @@
 #include "config.h"
 #include "frame.h"
 #include "listener.h"
+#include "metrics.h"
 #include "queue.h"
 #include "resource.h"
 #include "sbuf.h"
@@ -46,6 +47,7 @@ struct exp_server {
 	struct exp_listener *listener;
 	struct exp_queue *queue;
 	struct exp_resource *unknown; /* resource for SPANS before HELLO */
+	struct exp_metrics *metrics;  /* NULL: metrics off; set by the caller after init */
 	int epfd, sigfd;
 	enum exp_ep_kind listener_tag, signal_tag;
 	struct exp_conn *conns;

@@ -134,4 +134,12 @@ void exp_status_text(struct sbuf *out, const struct exp_config *cfg, size_t queu
 		strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	sbuf_printf(out, "last_error=%s\nlast_error_at=%s\n", last_error, when);
 	pthread_mutex_unlock(&err_lock);
+	sbuf_printf(out, "metrics=%s%s%s\n", cfg->metrics_exporters ? "" : "none",
+		    (cfg->metrics_exporters & EXP_METRICS_PROMETHEUS) ? "prometheus" : "",
+		    (cfg->metrics_exporters & EXP_METRICS_OTLP)
+			    ? ((cfg->metrics_exporters & EXP_METRICS_PROMETHEUS) ? ",otlp" : "otlp")
+			    : "");
+#define X(name) sbuf_printf(out, #name "=%llu\n", (unsigned long long)STAT_GET(name));
+	EXP_METRICS_STATS(X)
+#undef X
 }

@@ -36,7 +36,11 @@
 	X(tail_dropped_traces)         \
 	X(tail_decided_early)          \
 	X(refused_hellos)              \
-	X(file_rotations)
+	X(file_rotations)              \
+	X(connections_refused_uid)     \
+	X(connections_refused_limit)   \
+	X(connections_refused_resources) \
+	X(child_channels)
 
 /* Levels rather than totals, set by their owner, printed after queue_depth. */
 #define EXP_GAUGES(X)                  \
@@ -48,10 +52,29 @@
 	X(tail_pending_traces)         \
 	X(ring_connections)
 
+/* The metrics (metrics.h), printed last, after last_error_at, so the keys
+ * above keep their places. Counters and gauges alike; the series and graph
+ * figures are set by metrics.c after each payload it observes. */
+#define EXP_METRICS_STATS(X)           \
+	X(metrics_series)              \
+	X(metrics_overflow_points)     \
+	X(metrics_only_records)        \
+	X(metrics_graph_pending)       \
+	X(metrics_graph_paired)        \
+	X(metrics_graph_unpaired)      \
+	X(metrics_scrapes)             \
+	X(metrics_export_attempts)     \
+	X(metrics_export_retries)      \
+	X(metrics_export_errors)       \
+	X(metrics_exported_points)     \
+	X(metrics_dropped_points)      \
+	X(metrics_outbox_points)
+
 struct exp_stats {
 #define X(name) _Atomic uint64_t name;
 	EXP_COUNTERS(X)
 	EXP_GAUGES(X)
+	EXP_METRICS_STATS(X)
 #undef X
 };
 

@@ -63,9 +63,10 @@ static int traced_connect(int fd, const struct sockaddr *addr, socklen_t len, co
 	ts_new_span_id(e->connect_span_id);
 	if (!ts_dns_lookup(peer, e->server_address, sizeof e->server_address))
 		e->server_address[0] = 0;
-	atomic_store(&e->http, NULL);
+	atomic_store(&e->stream, NULL);
 	atomic_store(&e->proto, e->peer.transport == IPPROTO_TCP ? TS_PROTO_UNKNOWN : TS_PROTO_OTHER);
 	e->sniff_len = 0;
+	e->tls_version[0] = e->tls_alpn[0] = 0;
 	e->connect_start_ns = ts_now_ns();
 	atomic_store_explicit(&e->kind, TS_FD_CONNECTING, memory_order_release);
 
@@ -132,9 +133,10 @@ static void track_accepted(int fd, const struct sockaddr *addr, const socklen_t 
 	e->peer.transport = IPPROTO_TCP;
 	e->parent = *ts_ctx_current();
 	e->server_address[0] = 0;
-	atomic_store(&e->http, NULL);
+	atomic_store(&e->stream, NULL);
 	atomic_store(&e->proto, e->peer.transport == IPPROTO_TCP ? TS_PROTO_UNKNOWN : TS_PROTO_OTHER);
 	e->sniff_len = 0;
+	e->tls_version[0] = e->tls_alpn[0] = 0;
 	e->connect_start_ns = ts_now_ns();
 	atomic_store_explicit(&e->kind, TS_FD_ACCEPTED, memory_order_release);
 }

@@ -16,6 +16,10 @@ packages=(
   libunwind-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   python3 python3-protobuf libcurl4-openssl-dev libcriterion-dev
   curl nginx-light nodejs npm wrk clang libclang-rt-14-dev
+  libssl-dev libgnutls28-dev openssl wget strace
+  prometheus
+  chromium
+  dpkg-dev debootstrap systemd systemd-container
 )
 
 installed() {

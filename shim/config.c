@@ -168,4 +168,173 @@ void ts_config_load(struct ts_config *c, ts_getenv_fn fn)
 	copy(c->resource_attrs, sizeof c->resource_attrs, env(fn, "OTEL_RESOURCE_ATTRIBUTES"));
 	if (ts_default_socket_path(c->socket_path, sizeof c->socket_path, fn) != 0)
 		c->socket_path[0] = 0; /* too long for sun_path: tracing stays off-line */
+	const char *inc = env(fn, "TRACESHIM_INCLUDE"), *exc = env(fn, "TRACESHIM_EXCLUDE");
+	c->rules_unreadable = (inc && strlen(inc) >= sizeof c->include) || (exc && strlen(exc) >= sizeof c->exclude);
+	if (!c->rules_unreadable) {
+		copy(c->include, sizeof c->include, inc);
+		copy(c->exclude, sizeof c->exclude, exc);
+	}
+}
+
+/* ---- TRACESHIM_INCLUDE / TRACESHIM_EXCLUDE --------------------------------- */
+
+/* One pattern character (or class) at pat[*i] against c; advances *i past
+ * it. An unterminated class is a literal '['. */
+static bool glob_one(const char *pat, size_t plen, size_t *i, unsigned char c)
+{
+	size_t p = *i;
+	if (pat[p] == '\\' && p + 1 < plen) {
+		*i = p + 2;
+		return (unsigned char)pat[p + 1] == c;
+	}
+	if (pat[p] == '?') {
+		*i = p + 1;
+		return true;
+	}
+	if (pat[p] != '[') {
+		*i = p + 1;
+		return (unsigned char)pat[p] == c;
+	}
+	size_t q = p + 1;
+	bool negate = q < plen && (pat[q] == '!' || pat[q] == '^');
+	if (negate)
+		q++;
+	bool hit = false, first = true;
+	for (; q < plen && (first || pat[q] != ']'); first = false) {
+		unsigned char lo = (unsigned char)pat[q], hi = lo;
+		if (q + 2 < plen && pat[q + 1] == '-' && pat[q + 2] != ']') {
+			hi = (unsigned char)pat[q + 2];
+			q += 3;
+		} else {
+			q++;
+		}
+		hit |= c >= lo && c <= hi;
+	}
+	if (q >= plen) { /* no closing ']': a literal '[' */
+		*i = p + 1;
+		return c == '[';
+	}
+	*i = q + 1;
+	return hit != negate;
+}
+
+/* Classic star backtracking: remember the last '*' and where the string was
+ * when it was seen; on a mismatch let that star eat one more character. */
+bool ts_glob_match(const char *pat, size_t plen, const char *str)
+{
+	size_t p = 0, star_p = SIZE_MAX;
+	const char *s = str, *star_s = NULL;
+	while (*s) {
+		if (p < plen && pat[p] == '*') {
+			star_p = ++p;
+			star_s = s;
+			continue;
+		}
+		size_t next = p;
+		if (p < plen && glob_one(pat, plen, &next, (unsigned char)*s)) {
+			p = next;
+			s++;
+			continue;
+		}
+		if (star_p == SIZE_MAX)
+			return false;
+		p = star_p;
+		s = ++star_s;
+	}
+	while (p < plen && pat[p] == '*')
+		p++;
+	return p == plen;
+}
+
+bool ts_rules_match(const char *list, const char *name, const char *argv0, const char *path)
+{
+	for (const char *p = list; p && *p;) {
+		const char *end = strchr(p, ',');
+		if (!end)
+			end = p + strlen(p);
+		const char *a = p, *b = end;
+		p = *end ? end + 1 : end;
+		while (a < b && isspace((unsigned char)*a))
+			a++;
+		while (b > a && isspace((unsigned char)b[-1]))
+			b--;
+		size_t n = (size_t)(b - a);
+		if (!n || n > TS_RULE_MAX)
+			continue;
+		if (memchr(a, '/', n)) {
+			if (path && *path && ts_glob_match(a, n, path))
+				return true;
+			continue;
+		}
+		if ((name && *name && ts_glob_match(a, n, name)) || (argv0 && *argv0 && ts_glob_match(a, n, argv0)))
+			return true;
+	}
+	return false;
+}
+
+bool ts_rules_select(const struct ts_config *c, const char *name, const char *argv0, const char *path)
+{
+	if (c->rules_unreadable)
+		return false;
+	if (c->include[0] && !ts_rules_match(c->include, name, argv0, path))
+		return false;
+	return !ts_rules_match(c->exclude, name, argv0, path);
+}
+
+/* ---- preload.env ----------------------------------------------------------- */
+
+/* A TRACESHIM_* or OTEL_* variable name. */
+static bool ours(const char *s, size_t n)
+{
+	if (!((n > 10 && !strncmp(s, "TRACESHIM_", 10)) || (n > 5 && !strncmp(s, "OTEL_", 5))))
+		return false;
+	for (size_t k = 0; k < n; k++)
+		if (!isalnum((unsigned char)s[k]) && s[k] != '_')
+			return false;
+	return true;
+}
+
+size_t ts_envfile_prepare(char *buf, size_t len)
+{
+	size_t out = 0;
+	for (size_t i = 0; i < len;) {
+		size_t eol = i;
+		while (eol < len && buf[eol] != '\n')
+			eol++;
+		size_t a = i, b = eol;
+		i = eol + 1;
+		while (a < b && isspace((unsigned char)buf[a]))
+			a++;
+		while (b > a && isspace((unsigned char)buf[b - 1]))
+			b--;
+		if (a < b && !strncmp(buf + a, "export ", 7)) /* sh syntax, so the file can be sourced too */
+			a += 7;
+		size_t eq = a;
+		while (eq < b && buf[eq] != '=')
+			eq++;
+		if (a == b || buf[a] == '#' || eq == b || !ours(buf + a, eq - a))
+			continue;
+		size_t v = eq + 1;
+		if (b - v >= 2 && (buf[v] == '"' || buf[v] == '\'') && buf[b - 1] == buf[v]) {
+			/* "NAME="x y"": drop the quotes by moving the name one to the right */
+			memmove(buf + a + 1, buf + a, eq + 1 - a);
+			a++;
+			b--;
+		}
+		memmove(buf + out, buf + a, b - a);
+		out += b - a;
+		buf[out++] = 0;
+	}
+	buf[out] = 0;
+	return out;
+}
+
+const char *ts_envfile_lookup(const char *buf, size_t len, const char *name)
+{
+	size_t n = strlen(name);
+	const char *found = NULL;
+	for (size_t i = 0; i < len; i += strlen(buf + i) + 1)
+		if (!strncmp(buf + i, name, n) && buf[i + n] == '=')
+			found = buf + i + n + 1; /* the last one wins, as when sourced */
+	return found;
 }

@@ -30,7 +30,12 @@
 	X(BAGGAGE, "", "W3C baggage carried into the process (env carrier)")                         \
 	X(TRACESHIM_RUN_ID, "", "traceshim.run.id of the process tree; set by its first process")    \
 	X(TRACESHIM_MAX_TRACE_SECONDS, "3600", "process span age that starts a new trace; 0: never") \
-	X(TRACESHIM_STACKTRACES, "errors", "code.stacktrace on: off|errors|all spans")
+	X(TRACESHIM_STACKTRACES, "errors", "code.stacktrace on: off|errors|all spans")                \
+	X(TRACESHIM_INCLUDE, "", "comma list of executable names/globs traced; unset: all")          \
+	X(TRACESHIM_EXCLUDE, "", "comma list of executable names/globs never traced")
+
+#define TS_RULES_MAX 1024 /* bytes of one TRACESHIM_INCLUDE/EXCLUDE list */
+#define TS_RULE_MAX 255   /* bytes of one name or glob in it; longer ones never match */
 
 enum ts_sampler {
 	TS_SAMPLER_ALWAYS_ON,
@@ -59,6 +64,13 @@ struct ts_config {
 	char service_name[256];
 	char resource_attrs[2048]; /* raw OTEL_RESOURCE_ATTRIBUTES, parsed by ts_kv_next */
 	char socket_path[108];     /* sizeof(sun_path) */
+	/* TRACESHIM_INCLUDE / TRACESHIM_EXCLUDE, raw; judged by ts_rules_select. A
+	 * list too long for its buffer sets rules_unreadable: the process is then
+	 * left alone (host-wide, tracing what the operator did not ask for costs
+	 * every process of the host). */
+	char include[TS_RULES_MAX];
+	char exclude[TS_RULES_MAX];
+	bool rules_unreadable;
 };
 
 /* Pure parsing, unit-tested without preloading. */
@@ -73,5 +85,44 @@ enum ts_sampler ts_parse_sampler(const char *name, const char *arg, double *rati
 /* Iterates "k=v,k2=v2" (OTEL_RESOURCE_ATTRIBUTES): percent-decodes and trims key and value into
  * the caller's buffers; skips malformed members. Returns false when done. */
 bool ts_kv_next(const char **cursor, char *key, size_t kcap, char *val, size_t vcap);
+
+/* ---- which processes are traced (TRACESHIM_INCLUDE / TRACESHIM_EXCLUDE) ------ *
+ * A rule is an executable name or a glob (`*`, `?`, `[a-z]`, `[!x]`, `\` quotes
+ * the next character); one with a `/` is matched against the executable's
+ * absolute path, the others against its file name and argv[0]'s (so both
+ * `python3` and `python3.11`, both `sh` and `dash` work). `*` matches `/` too. */
+
+/* Does `str` match the glob pat[0..plen)? An unterminated `[` is an ordinary
+ * character, as in fnmatch(3). Iterative, no recursion, no allocation. */
+bool ts_glob_match(const char *pat, size_t plen, const char *str);
+
+/* Does any rule of the comma list match? `name` and `argv0` are file names,
+ * `path` the absolute executable path; each may be NULL or empty. Blank
+ * entries are skipped; entries longer than TS_RULE_MAX never match. */
+bool ts_rules_match(const char *list, const char *name, const char *argv0, const char *path);
+
+/* Whether a process with this executable is traced under c's rules: included
+ * (no TRACESHIM_INCLUDE, or one of its rules matches) and not excluded. */
+bool ts_rules_select(const struct ts_config *c, const char *name, const char *argv0, const char *path);
+
+/* True when c has rules at all (then the caller must find the names). */
+static inline bool ts_rules_present(const struct ts_config *c)
+{
+	return c->include[0] || c->exclude[0] || c->rules_unreadable;
+}
+
+/* ---- the ld.so.preload mode's configuration file --------------------------- *
+ * A process that has the shim from /etc/ld.so.preload (not from LD_PRELOAD)
+ * usually has none of our variables in its environment: they come from
+ * <sysconfdir>/traceshim/preload.env instead ("NAME=value" lines, `#`
+ * comments, blank lines; surrounding single or double quotes are removed; only
+ * TRACESHIM_* and OTEL_* names count). The environment wins over the file. */
+
+/* Turns buf[0..len) (a copy of the file) into NUL-terminated "NAME=value"
+ * strings in place, dropping everything else; buf must have room for
+ * len + 1 bytes. Returns the bytes used. */
+size_t ts_envfile_prepare(char *buf, size_t len);
+/* The value of NAME in a prepared buffer, or NULL. */
+const char *ts_envfile_lookup(const char *buf, size_t len, const char *name);
 
 #endif

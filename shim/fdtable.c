@@ -10,7 +10,7 @@
 
 struct ts_fd *_Atomic ts_fd_chunks[TS_FD_MAX / TS_FD_CHUNK];
 
-void (*ts_http_release_hook)(int fd, struct ts_fd *e, bool owned);
+void (*ts_fd_release_hook)(int fd, struct ts_fd *e, bool owned);
 
 struct ts_fd *ts_fd_slot(int fd)
 {
@@ -160,6 +160,10 @@ static void end_connection_span(struct ts_fd *e, uint64_t end, const char *why)
 	ts_span_attr_int(&s, "traceshim.bytes_received", (int64_t)atomic_load(&e->bytes_received));
 	if (why)
 		ts_span_attr_str(&s, "traceshim.connection.end", why);
+	if (e->tls_version[0])
+		ts_span_attr_str(&s, "tls.protocol.version", e->tls_version);
+	if (e->tls_alpn[0])
+		ts_span_attr_str(&s, "tls.next_protocol", e->tls_alpn);
 	ts_span_end_at(&s, end);
 }
 
@@ -169,8 +173,8 @@ static void release(int fd, struct ts_fd *e, const char *why)
 	if (kind == TS_FD_NONE)
 		return; /* someone else released it */
 	bool owned = ts_fd_owned(e);
-	if (ts_http_release_hook)
-		ts_http_release_hook(fd, e, owned);
+	if (ts_fd_release_hook)
+		ts_fd_release_hook(fd, e, owned);
 	if (!owned)
 		return;
 	uint64_t now = ts_now_ns();

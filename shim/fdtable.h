@@ -35,9 +35,15 @@ struct ts_peer {
 	uint8_t addr[16];
 };
 
-struct ts_http; /* per-fd HTTP state, owned by the HTTP layer */
+struct ts_stream; /* a claimed connection's stream (shim/stream.h) */
 
-enum ts_proto { TS_PROTO_UNKNOWN = 0, TS_PROTO_HTTP, TS_PROTO_OTHER };
+/* What the bytes of a TCP socket are to us. */
+enum ts_proto {
+	TS_PROTO_UNKNOWN = 0, /* undecided: its first bytes are offered to the tracers */
+	TS_PROTO_TRACED,      /* a tracer owns its stream */
+	TS_PROTO_OTHER,       /* nobody's protocol (or given up): passed through */
+	TS_PROTO_TLS,         /* carries a TLS session we trace above it: ciphertext, counted only */
+};
 
 struct ts_fd {
 	_Atomic uint8_t kind;
@@ -49,10 +55,12 @@ struct ts_fd {
 	uint8_t connect_span_id[8];      /* the `connect` span while connecting */
 	uint64_t connect_start_ns;
 	char server_address[64];         /* host name the address came from, if known */
-	_Atomic uint8_t proto;           /* TS_PROTO_*: is this connection HTTP/1.x? */
+	_Atomic uint8_t proto;           /* TS_PROTO_* */
 	uint8_t sniff_len;
 	char sniff[16];                  /* first bytes, while still undecided */
-	struct ts_http *_Atomic http;
+	struct ts_stream *_Atomic stream;
+	/* A TLS session on this socket (for its `connection` span) */
+	char tls_version[16], tls_alpn[16];
 };
 
 extern struct ts_fd *_Atomic ts_fd_chunks[TS_FD_MAX / TS_FD_CHUNK];
@@ -103,9 +111,9 @@ static inline void ts_fd_count(struct ts_fd *e, bool sent, long n)
 					  memory_order_relaxed);
 }
 
-/* Set by the HTTP layer: called when an fd's entry is released (close, dup2
- * over it, process exit) so it can end the spans it holds. */
-extern void (*ts_http_release_hook)(int fd, struct ts_fd *e, bool owned);
+/* Set by the stream layer: called when an fd's entry is released (close,
+ * dup2 over it, process exit) so it can end the spans its stream holds. */
+extern void (*ts_fd_release_hook)(int fd, struct ts_fd *e, bool owned);
 
 /* A non-blocking connect has finished (err 0 = connected). */
 void ts_fd_connect_done(int fd, struct ts_fd *e, int err);

@@ -218,7 +218,7 @@ bool ts_frame_parse_header(const void *msg, size_t len, struct ts_frame_header *
 	h->dropped = ts_get_u32(&r);
 	if (h->magic != TS_FRAME_MAGIC || h->version != TS_FRAME_VERSION)
 		return false;
-	if (h->type < TS_FRAME_HELLO || h->type > TS_FRAME_WAKE)
+	if (h->type < TS_FRAME_HELLO || h->type > TS_FRAME_CHANNEL)
 		return false;
 	return h->length == len - TS_FRAME_HEADER_SIZE;
 }

@@ -55,6 +55,28 @@ enum ts_frame_type {
 	TS_FRAME_STATUS_REQ = 3,
 	TS_FRAME_STATUS = 4,
 	TS_FRAME_WAKE = 5, /* empty: the shim's ring (below) is half unread, read it now */
+	/* exporter -> shim, then the exporter closes: u32 reason (ts_refusal).
+	 * The only frame the exporter sends unasked. */
+	TS_FRAME_REFUSED = 6,
+	/* shim -> exporter, empty: a connection for the child this process is
+	 * about to fork (it changed its credentials and could not connect itself;
+	 * docs/ARCHITECTURE.md §5). The reply is CHANNEL, or REFUSED (and then
+	 * this connection stays open). */
+	TS_FRAME_CHANNEL_REQ = 7,
+	/* exporter -> shim, empty, with one fd (SCM_RIGHTS): a SEQPACKET socket
+	 * the exporter serves as a new connection, admitted on the requester's
+	 * credentials; the child says HELLO on it. */
+	TS_FRAME_CHANNEL = 8,
+};
+
+/* Why the exporter refused a connection (TS_FRAME_REFUSED's payload). */
+enum ts_refusal {
+	TS_REFUSED_UID = 1,       /* SO_PEERCRED uid not the exporter's, root or TRACESHIM_ALLOWED_UIDS */
+	TS_REFUSED_LIMIT = 2,     /* TRACESHIM_MAX_CONNECTIONS connections open */
+	TS_REFUSED_RESOURCES = 3, /* the exporter is out of memory or file descriptors */
+	/* never sent: the shim's own name for connect() failing with EACCES
+	 * (another user's private socket: the exporter never sees us) */
+	TS_REFUSED_SOCKET_MODE = 100,
 };
 
 enum ts_span_kind {
@@ -70,6 +92,9 @@ enum ts_status { TS_STATUS_UNSET = 0, TS_STATUS_OK = 1, TS_STATUS_ERROR = 2 };
 enum ts_span_flags {
 	TS_SPAN_F_SAMPLED = 1u << 0,       /* W3C sampled flag of the span's context */
 	TS_SPAN_F_PARENT_REMOTE = 1u << 1, /* parent came from another process */
+	/* A span sampled out at the head, shipped only so the exporter's metrics
+	 * count it (docs/EXPORTER.md, Metrics): no attributes, never exported. */
+	TS_SPAN_F_METRICS_ONLY = 1u << 2,
 };
 
 /* STRARRAY: value is a str16 blob holding a sequence of str16 items
@@ -363,6 +388,13 @@ bool ts_ring_put(struct ts_ring *r, const void *rec, size_t len, uint64_t *used)
  * unread. Nothing is visible to the reader before the commit. */
 uint8_t *ts_ring_reserve(struct ts_ring *r, size_t len);
 uint64_t ts_ring_commit(struct ts_ring *r, size_t len);
+
+/* The writer's side after its reader went away (docs/ARCHITECTURE.md §5): moves
+ * the records of src its reader had not consumed, [src tail, src head), in
+ * order, into dst (a fresh ring for the next reader); stops at the first one
+ * that does not fit or breaks the rules. Returns the number moved; src is
+ * left as it was. */
+unsigned ts_ring_move(struct ts_ring *dst, const struct ts_ring *src);
 
 /* The reader's side: copies whole records from [*tail, head) into out as a
  * SPANS payload (u16 count, records), stopping when the next record would not

@@ -1,8 +1,8 @@
-/* io.h — the data path of traced sockets, shared by every read and write
- * hook. Write-side hooks hand over the application's bytes as an iovec plus
- * how to send them; read-side hooks make the real call themselves and report
- * what arrived. Only fds with an fd-table entry (sockets we saw connect or
- * accept) ever get here. */
+/* io.h — the socket transport's entry points (shim/xport_socket.c), shared
+ * by every read and write hook. Write-side hooks hand over the application's
+ * bytes as an iovec plus how to send them; read-side hooks make the real call
+ * themselves and report what arrived. Only fds with an fd-table entry
+ * (sockets we saw connect or accept) ever get here. */
 #ifndef TRACESHIM_IO_H
 #define TRACESHIM_IO_H
 

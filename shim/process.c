@@ -27,6 +27,7 @@
 #include "ids.h"
 #include "proto/w3c.h"
 #include "shim.h"
+#include "xport_tls.h"
 
 extern char **environ;
 
@@ -176,7 +177,7 @@ void ts_resource_rebuild(void)
 }
 
 /* TRACEPARENT from the environment (env-carrier convention). TRACESTATE and
- * BAGGAGE are read into ts_process_extras by ts_http_init. */
+ * BAGGAGE are read into ts_process_extras by ts_stream_init. */
 static bool env_parent(struct ts_ctx *c)
 {
 	const char *tp = getenv("TRACEPARENT");
@@ -248,6 +249,18 @@ static void snapshot_env(void)
 			continue;
 		have_socket |= !strncmp(*e, "TRACESHIM_SOCKET=", 17);
 		keep_add(*e, (size_t)(eq - *e), eq + 1, &used);
+	}
+	/* preload.env's variables, where the environment has none of that name. */
+	for (size_t i = 0; i < ts_envfile_len; i += strlen(ts_envfile + i) + 1) {
+		const char *kv = ts_envfile + i, *eq = strchr(kv, '=');
+		size_t n = (size_t)(eq - kv);
+		bool in_env = false;
+		for (char **e = environ; e && *e && !in_env; e++)
+			in_env = !strncmp(*e, kv, n + 1);
+		if (in_env || !strncmp(kv, "TRACESHIM_RUN_ID=", 17))
+			continue;
+		have_socket |= !strncmp(kv, "TRACESHIM_SOCKET=", 17);
+		keep_add(kv, n, eq + 1, &used);
 	}
 	if (!have_socket && ts_cfg.socket_path[0])
 		keep_add("TRACESHIM_SOCKET", 16, ts_cfg.socket_path, &used);
@@ -558,8 +571,10 @@ void ts_process_end(int exit_code, int sig)
 	ts_in_shim++;
 	ts_sync_flush++; /* flushed below: no sender thread for these spans */
 	uint64_t end = ts_now_ns();
-	if (!sig)
+	if (!sig) {
+		ts_tls_release_all();
 		ts_fd_release_all();
+	}
 	if (proc_segment > 1)
 		ts_span_attr_int(&proc_span, "traceshim.segment", proc_segment);
 	if (sig) {

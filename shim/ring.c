@@ -41,6 +41,36 @@ bool ts_ring_put(struct ts_ring *r, const void *rec, size_t len, uint64_t *used)
 	return true;
 }
 
+unsigned ts_ring_move(struct ts_ring *dst, const struct ts_ring *src)
+{
+	uint64_t tail = atomic_load_explicit(&src->h->tail, memory_order_acquire), head = src->head;
+	unsigned moved = 0;
+	if (head - tail > src->size) /* a reader that published nonsense */
+		return 0;
+	while (tail != head) {
+		uint32_t off = (uint32_t)(tail & (src->size - 1)), room = src->size - off;
+		uint16_t len = 0;
+		if (room >= 2)
+			memcpy(&len, src->data + off, 2);
+		if (len == 0) { /* padding to the end of the area */
+			if (room > head - tail)
+				break;
+			tail += room;
+			continue;
+		}
+		if (len < 4 || len > room || len > head - tail)
+			break;
+		uint8_t *to = ts_ring_reserve(dst, len);
+		if (!to)
+			break;
+		memcpy(to, src->data + off, len);
+		ts_ring_commit(dst, len);
+		tail += len;
+		moved++;
+	}
+	return moved;
+}
+
 size_t ts_ring_take(const uint8_t *data, uint32_t size, uint64_t *tailp, uint64_t head, uint8_t *out,
 		    size_t cap, uint16_t *count, bool *bad)
 {

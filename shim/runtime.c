@@ -2,17 +2,24 @@
  * per-thread ids and context. */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/auxv.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "http_trace.h"
+#include "envcarrier.h"
 #include "ids.h"
 #include "shim.h"
+#include "stream.h"
+
+#ifndef TS_PRELOAD_ENV_FILE
+#define TS_PRELOAD_ENV_FILE "/etc/traceshim/preload.env"
+#endif
 
 __thread int ts_in_shim TS_TLS;
 _Atomic int ts_init_state;
@@ -37,6 +44,30 @@ void *ts_resolve(const char *name, _Atomic(void *) *slot)
 		p = dlsym(RTLD_DEFAULT, name);
 	}
 	atomic_store_explicit(slot, p, memory_order_relaxed);
+	errno = saved;
+	return p;
+}
+
+/* A library function, for hooks of libraries other than libc (TLS): from
+ * the next object in the global scope, else from the library itself if it
+ * is loaded at all — Python's _ssl loads libssl with local scope, where
+ * RTLD_NEXT cannot see it. NULL when neither has it (the hook then passes
+ * the call on as best it can; it never crashes). */
+void *ts_resolve_lib(const char *name, const char *lib, _Atomic(void *) *slot)
+{
+	int saved = errno;
+	ts_in_shim++;
+	void *p = dlsym(RTLD_NEXT, name);
+	if (!p) {
+		void *h = dlopen(lib, RTLD_NOLOAD | RTLD_LAZY);
+		if (h) {
+			p = dlsym(h, name);
+			dlclose(h); /* NOLOAD took a reference: give it back */
+		}
+	}
+	ts_in_shim--;
+	if (p)
+		atomic_store_explicit(slot, p, memory_order_relaxed);
 	errno = saved;
 	return p;
 }
@@ -192,9 +223,20 @@ bool ts_sample(const uint8_t trace_id[16], const struct ts_ctx *parent)
 /* ---- init ---------------------------------------------------------------- */
 
 /* fork() itself runs with the guard up; the child handler lowers it. The
- * transport needs nothing before fork: the child rebuilds its state. */
-static void atfork_prepare(void) { ts_in_shim++; }
-static void atfork_parent(void) { ts_in_shim--; }
+ * transport needs nothing before fork — the child rebuilds its state —
+ * except in a process that changed its credentials: its child's connection
+ * is asked for now (ts_transport_atfork_prepare). */
+static void atfork_prepare(void)
+{
+	ts_in_shim++;
+	ts_transport_atfork_prepare();
+}
+
+static void atfork_parent(void)
+{
+	ts_transport_atfork_parent();
+	ts_in_shim--;
+}
 
 static void atfork_child(void)
 {
@@ -210,6 +252,89 @@ static void atfork_child(void)
 	ts_process_atfork_child(&at_fork);
 }
 
+/* ---- who is traced: TRACESHIM_INCLUDE / TRACESHIM_EXCLUDE ------------------ */
+
+TS_REAL(read, ssize_t, (int, void *, size_t))
+TS_REAL(close, int, (int))
+
+/* preload.env (config.h), read only by a process that did not get the shim
+ * through LD_PRELOAD: with /etc/ld.so.preload every process of the host
+ * loads it, and nothing sets our variables for a daemon systemd starts. */
+char ts_envfile[4096];
+size_t ts_envfile_len;
+static bool from_ld_so_preload; /* not from LD_PRELOAD: from /etc/ld.so.preload (or linked in) */
+static bool envfile_too_big;
+
+static void load_envfile(void)
+{
+	if (ts_envc_preload_has(getenv("LD_PRELOAD"), "libtraceshim.so"))
+		return;
+	from_ld_so_preload = true;
+	int fd = open(TS_PRELOAD_ENV_FILE, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return;
+	size_t n = 0;
+	ssize_t r;
+	while (n < sizeof ts_envfile - 1 && (r = real_read()(fd, ts_envfile + n, sizeof ts_envfile - 1 - n)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			break;
+		n += (size_t)r;
+	}
+	char more;
+	if (n == sizeof ts_envfile - 1 && real_read()(fd, &more, 1) > 0) {
+		/* Cut short, a rule list could lose its end: EXCLUDE would exclude
+		 * less. A file we cannot read whole traces nothing. */
+		envfile_too_big = true;
+		n = 0;
+	}
+	real_close()(fd);
+	ts_envfile_len = ts_envfile_prepare(ts_envfile, n);
+}
+
+/* The environment first (an empty value counts as unset), then the file. */
+static const char *env_then_file(const char *name)
+{
+	const char *v = getenv(name);
+	if (v && *v)
+		return v;
+	return ts_envfile_lookup(ts_envfile, ts_envfile_len, name);
+}
+
+/* Only when rules exist (or host-wide): one readlink for the executable's own
+ * name, since argv[0] may be a symlink's name (python3 → python3.11) or made
+ * up. Host-wide, the exporter loads the shim too (nothing can take
+ * /etc/ld.so.preload away from it, as the wrapper takes LD_PRELOAD): it is
+ * never traced, or it would trace its own exports. */
+static bool selected_by_rules(void)
+{
+	/* Even with LD_PRELOAD: a traced parent (systemd-socket-activate under
+	 * TRACESHIM_INCLUDE=*) hands its children LD_PRELOAD. */
+	if (!strcmp(program_invocation_short_name, "traceshim-exporter"))
+		return false;
+	if (!ts_rules_present(&ts_cfg) && !from_ld_so_preload)
+		return true;
+	char exe[512];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	exe[n > 0 ? n : 0] = 0;
+	const char *slash = strrchr(exe, '/');
+	const char *name = slash ? slash + 1 : exe;
+	if (from_ld_so_preload && !strcmp(name, "traceshim-exporter"))
+		return false;
+	bool yes = ts_rules_select(&ts_cfg, name, program_invocation_short_name, exe);
+	if (envfile_too_big)
+		ts_warn("%s is larger than %zu bytes: not tracing this process", TS_PRELOAD_ENV_FILE,
+			sizeof ts_envfile - 1);
+	else if (ts_cfg.rules_unreadable)
+		ts_warn("TRACESHIM_INCLUDE or TRACESHIM_EXCLUDE is longer than %d bytes: not tracing this process",
+			TS_RULES_MAX - 1);
+	else
+		ts_debug("%s (%s): %s by TRACESHIM_INCLUDE/EXCLUDE", exe, program_invocation_short_name,
+			 yes ? "traced" : "not traced");
+	return yes;
+}
+
 void ts_init_slow(void)
 {
 	int expected = TS_INIT_NONE;
@@ -217,14 +342,27 @@ void ts_init_slow(void)
 		return; /* someone (maybe this very thread, recursing) is at it: pass through */
 	int saved = errno;
 	ts_in_shim++;
-	ts_config_load(&ts_cfg, NULL);
-	ts_enabled = !ts_cfg.disabled;
+	/* Secure execution (setuid, setgid, file capabilities): LD_PRELOAD never
+	 * gets the shim there, but /etc/ld.so.preload does, and the environment
+	 * belongs to the less privileged caller (TRACESHIM_SOCKET could name any
+	 * socket). Such a process is never traced. */
+	bool secure = getauxval(AT_SECURE) != 0;
+	if (!secure)
+		load_envfile();
+	ts_config_load(&ts_cfg, ts_envfile_len ? env_then_file : NULL);
+	if (envfile_too_big)
+		ts_cfg.rules_unreadable = true;
+	/* A process that is not selected is left exactly as if untraced: every
+	 * hook passes straight through, no span, no connection. Its children
+	 * inherit the environment (LD_PRELOAD, TRACEPARENT) as the process passes
+	 * it on, and are judged by their own names. */
+	ts_enabled = !secure && !ts_cfg.disabled && selected_by_rules();
 	if (ts_enabled) {
 		ts_pid = getpid();
 		seed_process();
 		ts_transport_init();
 		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-		ts_http_init();
+		ts_stream_init();
 		ts_process_start();
 	}
 	ts_in_shim--;

@@ -69,6 +69,23 @@ void *ts_resolve(const char *name, _Atomic(void *) *slot);
 		return f;                                                                     \
 	}
 
+void *ts_resolve_lib(const char *name, const char *lib, _Atomic(void *) *slot);
+
+/* TS_REAL_LIB(SSL_write, int, (SSL *, const void *, int), "libssl.so.3"):
+ * the same for a function of another library; real_SSL_write() may be NULL. */
+#define TS_REAL_LIB(name, ret, params, lib)                                           \
+	typedef ret(*name##_fn) params;                                                   \
+	static _Atomic(void *) real_##name##_slot;                                        \
+	static inline name##_fn real_##name(void)                                         \
+	{                                                                                 \
+		void *p = atomic_load_explicit(&real_##name##_slot, memory_order_relaxed);    \
+		if (TS_UNLIKELY(!p))                                                          \
+			p = ts_resolve_lib(#name, lib, &real_##name##_slot);                      \
+		name##_fn f;                                                                  \
+		memcpy(&f, &p, sizeof f);                                                     \
+		return f;                                                                     \
+	}
+
 /* ---- clocks ---------------------------------------------------------- */
 
 static inline uint64_t ts_now_ns(void)
@@ -102,6 +119,10 @@ struct ts_ctx {
 	uint8_t flags;  /* W3C trace-flags: bit 0 sampled */
 	bool valid;
 	bool remote;    /* span_id belongs to another process */
+	/* A SERVER span's context: the parent id its request's traceparent
+	 * carried, so a proxy forwarding that header can be recognised. */
+	bool has_received_parent;
+	uint8_t received_parent[8];
 };
 
 /* The context new spans on this thread are children of: the thread's own if
@@ -229,12 +250,25 @@ bool ts_transport_owns_fd(int fd);
 int ts_transport_conn_fd(void);
 void ts_transport_fd_closed_by_app(int fd);
 void ts_transport_atfork_child(void);
+/* Before a uid/gid/groups change (hooks/creds.c): connect (and HELLO with
+ * the ring) now, with the credentials the exporter will check. */
+void ts_transport_keep_channel(void);
+/* fork() after such a change: the child's channel (runtime.c's atfork handlers). */
+void ts_transport_atfork_prepare(void);
+void ts_transport_atfork_parent(void);
 extern _Atomic uint64_t ts_dropped_spans;
 
 /* ---- process ---------------------------------------------------------- */
 
 /* The process span, a child of TRACEPARENT from the environment if valid. */
 void ts_process_start(void);
+/* The variables a process that has the shim from /etc/ld.so.preload took
+ * from preload.env (config.h): "NAME=value" strings, NUL-separated, in
+ * ts_envfile[0..ts_envfile_len). Children are given them like the
+ * environment's own (process.c), so a child that inherits LD_PRELOAD, and
+ * so no longer reads the file, is judged by the same rules. */
+extern char ts_envfile[];
+extern size_t ts_envfile_len;
 /* Ends the process span once (whichever exit path comes first) and flushes. */
 void ts_process_end(int exit_code, int signal);
 void ts_process_atfork_child(const struct ts_ctx *at_fork);

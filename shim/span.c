@@ -106,6 +106,7 @@ void ts_span_ctx(const struct ts_span *s, struct ts_ctx *out)
 	out->flags = (s->flags & TS_SPAN_F_SAMPLED) ? 1 : 0;
 	out->valid = true;
 	out->remote = false;
+	out->has_received_parent = false;
 }
 
 /* Baggage of the current context, copied onto the span as baggage.<key>
@@ -130,10 +131,47 @@ static void baggage_attrs(struct ts_span *s)
 	}
 }
 
+/* A span sampled out at the head still counts in the exporter's RED
+ * metrics (docs/EXPORTER.md, Metrics): for the kinds those metrics are made
+ * of, a record with the head only — ids, times, kind, status, name; no
+ * attributes (a sampled-out span records none), flagged METRICS_ONLY so the
+ * exporter never exports it. INTERNAL spans (process, connect, DNS) are not
+ * shipped. The flag also marks it ended: a second end sends nothing. */
+static void metrics_only_record(struct ts_span *s, uint64_t end_ns)
+{
+	if (s->kind < TS_KIND_SERVER || s->kind > TS_KIND_CONSUMER ||
+	    (s->flags & (TS_SPAN_F_SAMPLED | TS_SPAN_F_METRICS_ONLY)))
+		return;
+	s->flags |= TS_SPAN_F_METRICS_ONLY;
+	int saved = errno;
+	size_t name_n = ts_utf8_cut(s->name, s->name_len, TS_STR_MAX);
+	size_t len = 2 + 16 + 8 + 8 + 8 + 8 + 5 + 2 + name_n + 2 + 2;
+	uint8_t *rec = ts_transport_reserve(len);
+	if (rec) {
+		struct ts_wbuf w;
+		ts_wbuf_init(&w, rec, len);
+		ts_put_u16(&w, (uint16_t)len);
+		ts_put_bytes(&w, s->trace_id, 16);
+		ts_put_bytes(&w, s->span_id, 8);
+		ts_put_bytes(&w, s->parent_span_id, 8);
+		ts_put_u64(&w, s->start_ns);
+		ts_put_u64(&w, end_ns < s->start_ns ? s->start_ns : end_ns);
+		ts_put_bytes(&w, (uint8_t[5]){s->kind, s->status, s->flags, 0, 0}, 5);
+		ts_put_u16(&w, (uint16_t)name_n);
+		ts_put_bytes(&w, s->name, name_n);
+		ts_put_u16(&w, 0); /* status message */
+		ts_put_u16(&w, 0); /* trace state */
+		ts_transport_commit(len);
+	}
+	errno = saved;
+}
+
 void ts_span_end_at(struct ts_span *s, uint64_t end_ns)
 {
-	if (!s->recording)
-		return; /* sampled out: it still propagated its context */
+	if (!s->recording) { /* sampled out: it still propagated its context */
+		metrics_only_record(s, end_ns);
+		return;
+	}
 	int saved = errno;
 	if (TS_UNLIKELY(ts_cfg.stacktraces == TS_STACK_ALL))
 		ts_span_stack(s); /* no-op when the span has one already */

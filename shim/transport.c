@@ -1,5 +1,5 @@
 /* transport.c — hands span records to the exporter without ever making the
- * application wait. Two modes (docs/ARCHITECTURE.md §5):
+ * application wait. Two modes (docs/ARCHITECTURE.md §7):
  *
  *   ring (default)  records go into a shared-memory ring (frame.h) the exporter
  *                   reads on its own: no thread, no system call per span; one
@@ -65,10 +65,31 @@ static struct ts_ring ring;
 static bool socket_mode;       /* decided at the first connect, kept for the process's life */
 static uint64_t ring_checked;  /* CLOCK_MONOTONIC_COARSE ns of the last liveness check */
 static uint64_t ring_since;    /* CLOCK_MONOTONIC ns the ring was attached */
-/* A reader that has not looked for this long is checked for: is the socket
- * still connected? (It looks every TRACESHIM_FLUSH_MS; a stopped exporter is
- * not a dead one, so only a hang-up detaches.) */
-#define READER_STALE_MS 2000
+/* The ring is mapped but its reader is gone (the exporter exited, or it
+ * refused us): spans still go into it, and the next connection takes over
+ * what is unread (ts_ring_move) — an exporter restart loses nothing the ring
+ * could hold. */
+static bool ring_orphan;
+/* The exporter's heartbeat: it stores reader_ns at every look at the ring,
+ * every min(TRACESHIM_FLUSH_MS, 1000) ms. A span that finds it older than
+ * this (a compare against the coarse clock, no system call) asks the socket
+ * whether the exporter is still there — at most once per LIVENESS_EVERY_MS,
+ * and a stopped exporter is not a dead one: only a hang-up detaches. */
+static uint64_t reader_stale_ns;
+#define LIVENESS_EVERY_MS 1000
+/* After a refusal (TS_FRAME_REFUSED): no connect before this (mono ns). */
+#define REFUSED_RETRY_MS 10000
+static uint64_t refused_until;
+/* Fork after a credential change (docs/ARCHITECTURE.md §7): the child's
+ * connection, made by the exporter at the parent's request in the prepare
+ * handler; in the child it is conn_fd, not yet introduced by a HELLO. */
+static _Atomic bool creds_changed;
+static int child_channel = -1;
+static bool conn_needs_hello;
+static uid_t conn_euid = (uid_t)-1; /* who we were when we connected */
+#define CHANNEL_WAIT_MS 200
+static _Atomic uint32_t refusals; /* times the exporter refused us (or its socket was not ours) */
+static _Atomic bool refusal_logged;
 _Atomic uint64_t ts_dropped_spans;
 __thread int ts_signal_path TS_TLS;
 __thread int ts_sync_flush TS_TLS;
@@ -102,6 +123,15 @@ void ts_transport_init(void)
 {
 	ring_init();
 	socket_mode = ts_cfg.socket_transport;
+	uint64_t look_ms = ts_cfg.flush_ms < 5 ? 5 : ts_cfg.flush_ms > 1000 ? 1000 : ts_cfg.flush_ms;
+	reader_stale_ns = (2 * look_ms + 250) * 1000000ull;
+}
+
+static uint64_t coarse_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &t); /* vDSO: no system call */
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
 /* ---- the ring (caller holds ring_mu) ----------------------------------------------- */
@@ -141,6 +171,7 @@ static void start_sender(void);
 
 static void conn_close(void)
 {
+	conn_needs_hello = false;
 	int fd = atomic_exchange(&conn_fd, -1);
 	if (fd >= 0)
 		real_close()(fd);
@@ -230,28 +261,57 @@ static bool send_hello(int fd, int ring_fd)
 	return real_sendmsg()(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)w.len;
 }
 
+/* The exporter refused us (frame.h TS_FRAME_REFUSED): one line, once per
+ * process, if TRACESHIM_LOG allows; counted every time. */
+static void refused(uint32_t reason)
+{
+	atomic_fetch_add(&refusals, 1);
+	refused_until = mono_ns() + REFUSED_RETRY_MS * 1000000ull;
+	if (atomic_exchange(&refusal_logged, true))
+		return;
+	const char *why = reason == TS_REFUSED_UID ? "this uid may not send spans to it (TRACESHIM_ALLOWED_UIDS)"
+			  : reason == TS_REFUSED_LIMIT ? "it has TRACESHIM_MAX_CONNECTIONS connections open"
+			  : reason == TS_REFUSED_RESOURCES ? "it is out of memory or file descriptors"
+			  : reason == TS_REFUSED_SOCKET_MODE
+			      ? "its socket belongs to another user (a private exporter; see TRACESHIM_ALLOWED_UIDS)"
+			      : "unknown reason";
+	ts_warn("the exporter at %s refused this process (uid %ld): %s; its spans are dropped", ts_cfg.socket_path,
+		(long)geteuid(), why);
+}
+
+/* Reads what the exporter sent us (caller holds conn_mu): only ever a
+ * REFUSED frame, just before it closes. */
+static void conn_read_pending(int fd)
+{
+	for (int i = 0; i < 4; i++) {
+		uint8_t f[64];
+		ssize_t n = recv(fd, f, sizeof f, MSG_DONTWAIT);
+		if (n < 0 && errno == ECONNRESET)
+			continue; /* reported once, ahead of what is queued (server.c read_frame) */
+		if (n <= 0)
+			return;
+		struct ts_frame_header h;
+		uint32_t reason;
+		if (ts_frame_parse_header(f, (size_t)n, &h) && h.type == TS_FRAME_REFUSED && h.length == 4 &&
+		    (size_t)n == TS_FRAME_HEADER_SIZE + 4) {
+			memcpy(&reason, f + TS_FRAME_HEADER_SIZE, 4);
+			refused(reason);
+		}
+	}
+}
+
+static int conn_connect(void);
+
 /* Connects and says HELLO. want_ring (caller holds ring_mu): also set up the
  * shared ring, or fall back to socket mode for good if it cannot be made. */
 static bool conn_open(bool want_ring)
 {
-	if (atomic_load(&conn_fd) >= 0)
+	int fd = atomic_load(&conn_fd);
+	bool inherited = fd >= 0 && conn_needs_hello; /* a child channel (fork after a credential change) */
+	if (fd >= 0 && !inherited)
 		return true;
-	uint64_t now = mono_ns();
-	if (last_connect_try && now - last_connect_try < RECONNECT_MS * 1000000ull)
+	if (!inherited && (fd = conn_connect()) < 0)
 		return false;
-	last_connect_try = now;
-	if (!ts_cfg.socket_path[0])
-		return false;
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return false;
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	memcpy(sa.sun_path, ts_cfg.socket_path, strlen(ts_cfg.socket_path) + 1);
-	if (real_connect()(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-		real_close()(fd);
-		return false;
-	}
-	fd = move_high(fd);
 	struct ts_ring r = {0};
 	int ring_fd = -1;
 	if (want_ring) {
@@ -261,47 +321,104 @@ static bool conn_open(bool want_ring)
 			ts_warn("no shared ring (memfd: %s): using the socket transport", strerror(errno));
 		}
 	}
+	unsigned moved = 0;
+	if (r.h && ring_orphan && ring.h)
+		moved = ts_ring_move(&r, &ring); /* before the HELLO: nobody reads r yet */
 	bool ok = send_hello(fd, ring_fd);
 	if (ring_fd >= 0)
 		real_close()(ring_fd); /* the mappings keep the memory */
+	conn_needs_hello = false;
 	if (!ok) {
+		conn_read_pending(fd); /* EPIPE: refused before our HELLO went out? */
 		ring_unmap(&r);
+		atomic_store(&conn_fd, -1);
 		real_close()(fd);
 		return false;
 	}
 	if (r.h) {
+		if (ring_orphan && ring.h) {
+			uint64_t unread = atomic_load(&ring.h->spans) - atomic_load(&ring.h->read_spans);
+			if (unread > moved && unread - moved <= UINT32_MAX)
+				drop((unsigned)(unread - moved));
+			ring_unmap(&ring);
+			ts_debug("new exporter connection: %u unread spans handed over", moved);
+		}
+		ring_orphan = false;
 		r.h->dropped = atomic_exchange(&dropped_unreported, 0);
 		ring = r;
 		ring_checked = ring_since = mono_ns();
 	}
 	last_connect_try = 0;
 	atomic_store(&conn_fd, fd);
-	ts_debug("connected to exporter at %s (fd %d, %s)", ts_cfg.socket_path, fd, r.h ? "ring" : "socket");
+	ts_debug("connected to exporter at %s (fd %d, %s%s)", ts_cfg.socket_path, fd, r.h ? "ring" : "socket",
+		 inherited ? ", a child channel" : "");
 	return true;
+}
+
+/* A new connected socket (high, CLOEXEC, non-blocking), or -1: at most one
+ * try per RECONNECT_MS, none while a refusal holds. */
+static int conn_connect(void)
+{
+	uint64_t now = mono_ns();
+	if (last_connect_try && now - last_connect_try < RECONNECT_MS * 1000000ull)
+		return -1;
+	if (now < refused_until && !ts_signal_path)
+		return -1;
+	last_connect_try = now;
+	if (!ts_cfg.socket_path[0])
+		return -1;
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path, ts_cfg.socket_path, strlen(ts_cfg.socket_path) + 1);
+	if (real_connect()(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		int e = errno;
+		real_close()(fd);
+		if (e == EACCES || e == EPERM)
+			refused(TS_REFUSED_SOCKET_MODE); /* another user's private exporter */
+		return -1;
+	}
+	conn_euid = geteuid();
+	return move_high(fd);
 }
 
 /* ---- ring mode (caller holds ring_mu) ---------------------------------------------- */
 
-/* The exporter is gone (reader_gone: what it had not read is lost) or our fd
- * was taken (the exporter still reads to the end on the hang-up). */
-static void ring_detach(bool reader_gone)
+/* Caller holds conn_mu. True when the exporter's end is closed (it exited,
+ * or refused us), reading a REFUSED frame if one came first. */
+static bool conn_hung_up(void)
 {
-	if (reader_gone && ring.h) {
-		uint64_t lost = atomic_load(&ring.h->spans) - atomic_load(&ring.h->read_spans);
-		if (lost <= UINT32_MAX)
-			drop((unsigned)lost);
-	}
-	ring_unmap(&ring);
+	struct pollfd p = {.fd = atomic_load(&conn_fd), .events = POLLIN};
+	if (p.fd < 0)
+		return true;
+	if (poll(&p, 1, 0) != 1)
+		return false;
+	if (p.revents & POLLIN)
+		conn_read_pending(p.fd);
+	return p.revents & (POLLHUP | POLLERR | POLLNVAL);
 }
 
+/* Caller holds ring_mu. Connects again, handing what is unread over. */
+static void ring_reconnect(void)
+{
+	if ((ts_signal_path ? pthread_mutex_trylock(&conn_mu) : pthread_mutex_lock(&conn_mu)) != 0)
+		return;
+	conn_open(true);
+	pthread_mutex_unlock(&conn_mu);
+}
+
+/* The exporter is gone: keep the ring (orphaned) and connect again at once —
+ * a restarted exporter gets what the old one had not read. */
 static void ring_lost_connection(void)
 {
 	pthread_mutex_lock(&conn_mu);
 	conn_close();
-	last_connect_try = 0; /* a restarted exporter: reconnect on the next span */
+	last_connect_try = 0;
 	pthread_mutex_unlock(&conn_mu);
-	ring_detach(true);
-	ts_debug("exporter connection lost; spans it had not read are counted as dropped");
+	ring_orphan = true;
+	ts_debug("exporter connection lost; connecting again");
+	ring_reconnect();
 }
 
 /* WAKE: enough is unread (ring_commit), the exporter should not wait for its timer. */
@@ -316,29 +433,38 @@ static void ring_wake(void)
 	int fd = atomic_load(&conn_fd);
 	bool gone = fd < 0 || (real_send()(fd, f, w.len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN &&
 			       errno != EWOULDBLOCK && errno != ENOBUFS);
+	if (gone && fd >= 0)
+		conn_read_pending(fd); /* a refusal says why */
 	pthread_mutex_unlock(&conn_mu);
 	if (gone)
 		ring_lost_connection();
 }
 
-/* Every second at most, on a traced call: if the exporter has not looked at
- * the ring for READER_STALE_MS, is its end of the socket closed? */
-static void ring_check_reader(bool full)
+/* The heartbeat (caller holds ring_mu, ring.h set): has the reader not
+ * looked for reader_stale_ns? Loads and a compare, no system call. */
+static inline bool reader_quiet(uint64_t now)
 {
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
-	uint64_t now = (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-	if (!full && now - ring_checked < 1000000000ull)
-		return;
 	uint64_t seen = atomic_load_explicit(&ring.h->reader_ns, memory_order_relaxed);
 	if (seen < ring_since)
 		seen = ring_since; /* not looked at yet: count from the attach */
-	ring_checked = now;
-	if (now < seen || now - seen < READER_STALE_MS * 1000000ull)
+	return now > seen && now - seen >= reader_stale_ns;
+}
+
+/* A quiet reader (or an orphaned ring), before a span goes in: is the
+ * exporter still there? At most once per LIVENESS_EVERY_MS unless `now_too`
+ * (the exit path). A hang-up orphans the ring and connects again, so the
+ * span about to be written goes to the new exporter. */
+static void ring_check_reader(uint64_t now, bool now_too)
+{
+	if (ring_orphan) {
+		ring_reconnect(); /* rate-limited by RECONNECT_MS, and after a refusal */
 		return;
+	}
+	if (!now_too && ring_checked && now - ring_checked < LIVENESS_EVERY_MS * 1000000ull)
+		return;
+	ring_checked = now;
 	pthread_mutex_lock(&conn_mu);
-	struct pollfd p = {.fd = atomic_load(&conn_fd), .events = POLLIN};
-	bool gone = p.fd < 0 || (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)));
+	bool gone = conn_hung_up();
 	pthread_mutex_unlock(&conn_mu);
 	if (gone)
 		ring_lost_connection();
@@ -351,7 +477,7 @@ static uint8_t *ring_reserve_patiently(size_t len)
 	uint64_t deadline = mono_ns() + (uint64_t)ts_cfg.exit_flush_ms * 1000000ull;
 	uint8_t *dst;
 	ring_wake();
-	while (ring.h && mono_ns() < deadline) {
+	while (ring.h && !ring_orphan && mono_ns() < deadline) {
 		struct timespec ms = {0, 1000000};
 		nanosleep(&ms, NULL);
 		if (ring.h && (dst = ts_ring_reserve(&ring, len)))
@@ -377,12 +503,10 @@ static uint8_t *ring_reserve(size_t len)
 static void ring_commit(size_t len)
 {
 	uint64_t used = ts_ring_commit(&ring, len);
-	if (used >= ring.size / 2 && ring.tail_seen != woke_at_tail) {
+	if (!ring_orphan && used >= ring.size / 2 && ring.tail_seen != woke_at_tail) {
 		woke_at_tail = ring.tail_seen;
 		ring_wake();
 	}
-	if (ring.h)
-		ring_check_reader(false);
 }
 
 /* ---- submitting ------------------------------------------------------------------- */
@@ -456,9 +580,11 @@ uint8_t *ts_transport_reserve(size_t len)
 	if (socket_mode) {
 		dst = slot_reserve(len);
 	} else if (ring.h) {
-		dst = ring_reserve(len);
-		if (!dst && ring.h)
-			ring_check_reader(true);
+		uint64_t now = coarse_ns();
+		/* not from a signal handler: the check takes conn_mu */
+		if (TS_UNLIKELY(ring_orphan || reader_quiet(now)) && !ts_signal_path)
+			ring_check_reader(now, false);
+		dst = ring.h ? ring_reserve(len) : NULL;
 	}
 	if (!dst) {
 		pthread_mutex_unlock(&ring_mu);
@@ -618,11 +744,32 @@ static void start_sender(void)
 
 /* ---- flushing from the application's exit paths ------------------------------------ */
 
-/* Ring mode: what was dropped late still gets reported. */
-static void ring_report_drops(void)
+/* Ring mode, at exit or exec: what was dropped late still gets reported;
+ * spans in a ring whose reader may be gone get one more chance (one poll,
+ * only when the heartbeat is stale); and a refusal the exporter sent before
+ * we had a reason to look is read, so a short-lived refused process says so.
+ * Caller holds ring_mu. */
+static void ring_before_exit(void)
 {
+	if (!ring.h)
+		return;
+	uint64_t now = coarse_ns();
+	if (ts_signal_path) {
+		/* a fatal signal: no lock we cannot try, so no liveness check */
+	} else if (ring_orphan || (ring.head != atomic_load(&ring.h->tail) && reader_quiet(now))) {
+		last_connect_try = 0;
+		ring_check_reader(now, true);
+	} else if (!atomic_load_explicit(&ring.h->reader_ns, memory_order_relaxed) &&
+		   pthread_mutex_lock(&conn_mu) == 0) {
+		int fd = atomic_load(&conn_fd);
+		if (fd >= 0)
+			conn_read_pending(fd);
+		pthread_mutex_unlock(&conn_mu);
+	}
 	if (ring.h && atomic_load(&dropped_unreported))
 		atomic_fetch_add(&ring.h->dropped, atomic_exchange(&dropped_unreported, 0));
+	if (TS_UNLIKELY(atomic_load_explicit(&refusals, memory_order_relaxed)))
+		ts_debug("refused by the exporter %u times", atomic_load(&refusals));
 }
 
 void ts_transport_flush(uint32_t budget_ms)
@@ -633,7 +780,7 @@ void ts_transport_flush(uint32_t budget_ms)
 		/* Nothing to send: the exporter reads the ring to its end when our
 		 * connection closes (exit, exec), whatever the process does next. */
 		pthread_mutex_lock(&ring_mu);
-		ring_report_drops();
+		ring_before_exit();
 		pthread_mutex_unlock(&ring_mu);
 		errno = saved;
 		ts_in_shim--;
@@ -663,7 +810,7 @@ void ts_transport_flush_from_signal(void)
 	int saved = errno;
 	if (!socket_mode) {
 		if (pthread_mutex_trylock(&ring_mu) == 0) {
-			ring_report_drops();
+			ring_before_exit();
 			pthread_mutex_unlock(&ring_mu);
 		}
 		errno = saved;
@@ -697,10 +844,113 @@ void ts_transport_fd_closed_by_app(int fd)
 	pthread_mutex_lock(&conn_mu);
 	if (atomic_load(&conn_fd) == fd) {
 		atomic_store(&conn_fd, -1); /* the application's close() closes it */
-		ring_detach(false);        /* the exporter reads it to the end on the hang-up */
+		conn_needs_hello = false;
+		ring_unmap(&ring);         /* the exporter reads it to the end on the hang-up */
+		ring_orphan = false;
 	}
 	pthread_mutex_unlock(&conn_mu);
 	pthread_mutex_unlock(&ring_mu);
+}
+
+/* ---- credentials ---------------------------------------------------------------- */
+
+void ts_transport_keep_channel(void)
+{
+	ts_in_shim++;
+	int saved = errno;
+	pthread_mutex_lock(&ring_mu);
+	pthread_mutex_lock(&conn_mu);
+	if (atomic_load(&conn_fd) < 0 || conn_needs_hello) {
+		last_connect_try = 0; /* the last chance with these credentials */
+		conn_open(!socket_mode && (!ring.h || ring_orphan));
+	}
+	atomic_store_explicit(&creds_changed, true, memory_order_relaxed); /* from now on a fork asks the exporter for its child's channel */
+	pthread_mutex_unlock(&conn_mu);
+	pthread_mutex_unlock(&ring_mu);
+	errno = saved;
+	ts_in_shim--;
+}
+
+/* The exporter's answer to CHANNEL_REQ on fd (caller holds conn_mu): the
+ * child's connection, or -1 after CHANNEL_WAIT_MS, a refusal or a hang-up. */
+static int channel_request(int fd)
+{
+	uint8_t f[TS_FRAME_HEADER_SIZE];
+	struct ts_wbuf w;
+	ts_wbuf_init(&w, f, sizeof f);
+	ts_frame_begin(&w, TS_FRAME_CHANNEL_REQ, 0);
+	ts_frame_finish(&w);
+	if (real_send()(fd, f, w.len, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)w.len)
+		return -1;
+	uint64_t deadline = mono_ns() + CHANNEL_WAIT_MS * 1000000ull;
+	for (;;) {
+		uint64_t now = mono_ns();
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (now >= deadline || poll(&p, 1, (int)((deadline - now) / 1000000ull) + 1) <= 0 ||
+		    !(p.revents & POLLIN))
+			return -1;
+		uint8_t in[64];
+		struct iovec iov = {.iov_base = in, .iov_len = sizeof in};
+		union {
+			struct cmsghdr align;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} ctl;
+		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+		ssize_t n = recvmsg(fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n <= 0)
+			return -1;
+		int got = -1;
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(&got, CMSG_DATA(c), sizeof got);
+		struct ts_frame_header h;
+		bool parsed = ts_frame_parse_header(in, (size_t)n, &h);
+		if (parsed && h.type == TS_FRAME_CHANNEL && got >= 0) {
+			int fl = fcntl(got, F_GETFL);
+			if (fl >= 0)
+				fcntl(got, F_SETFL, fl | O_NONBLOCK);
+			return move_high(got);
+		}
+		if (got >= 0)
+			real_close()(got);
+		if (parsed && h.type == TS_FRAME_REFUSED && h.length == 4) {
+			uint32_t reason;
+			memcpy(&reason, in + TS_FRAME_HEADER_SIZE, 4);
+			refused(reason);
+			return -1;
+		}
+	}
+}
+
+/* fork() in a process that changed its credentials: its child could not
+ * connect (the exporter would see the new uid), so the parent asks the
+ * exporter for a connection on the child's behalf, now, on the channel it
+ * kept (one round trip, at most CHANNEL_WAIT_MS; only in such processes). */
+void ts_transport_atfork_prepare(void)
+{
+	if (TS_LIKELY(!atomic_load_explicit(&creds_changed, memory_order_relaxed)) || ts_foreign_child())
+		return;
+	int saved = errno;
+	uid_t now = geteuid();
+	if (now == 0 || now == conn_euid) { /* the child can connect as well as we did */
+		errno = saved;
+		return;
+	}
+	if (conn_needs_hello) /* a child channel of our own not used yet: introduce ourselves first */
+		ts_transport_keep_channel();
+	pthread_mutex_lock(&conn_mu);
+	int fd = atomic_load(&conn_fd);
+	child_channel = fd >= 0 && !conn_needs_hello ? channel_request(fd) : -1;
+	pthread_mutex_unlock(&conn_mu);
+	errno = saved;
+}
+
+void ts_transport_atfork_parent(void)
+{
+	if (TS_UNLIKELY(child_channel >= 0)) {
+		real_close()(child_channel);
+		child_channel = -1;
+	}
 }
 
 /* ---- fork ---------------------------------------------------------------------------- */
@@ -712,6 +962,8 @@ void ts_transport_fd_closed_by_app(int fd)
 void ts_transport_atfork_child(void)
 {
 	ring.h = NULL;
+	ring_orphan = false;
+	refused_until = 0;
 	pthread_mutex_init(&ring_mu, NULL);
 	pthread_mutex_init(&send_mu, NULL);
 	pthread_mutex_init(&conn_mu, NULL);
@@ -719,6 +971,10 @@ void ts_transport_atfork_child(void)
 	int fd = atomic_exchange(&conn_fd, -1);
 	if (fd >= 0)
 		real_close()(fd);
+	conn_needs_hello = child_channel >= 0;
+	if (child_channel >= 0) /* the exporter made it for us: HELLO on it at the first span */
+		atomic_store(&conn_fd, child_channel);
+	child_channel = -1;
 	last_connect_try = 0;
 	atomic_store(&sender_started, 0);
 	atomic_store(&dropped_unreported, 0);

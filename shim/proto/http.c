@@ -1707,3 +1707,34 @@ size_t http_url_redact_query(char *out, size_t cap, const char *url, size_t len)
 	put(&o, url + q, len - q);
 	return finish(&o);
 }
+
+/* ---- where a header's value is ------------------------------------------- */
+
+static int lower_ascii(int c)
+{
+	return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+long http_header_value_at(const char *buf, size_t len, const char *name, size_t nlen, const char *val, size_t vlen)
+{
+	if (!buf || !val || !vlen || vlen > len)
+		return -1;
+	const char *b = buf, *p = buf;
+	while ((p = memmem(p, len - (size_t)(p - b), val, vlen)) != NULL) {
+		const char *q = p;
+		while (q > b && (q[-1] == ' ' || q[-1] == '\t'))
+			q--;
+		/* "\n" name ":" right before the whitespace, the name in any case */
+		size_t need = nlen + 2;
+		if ((size_t)(q - b) >= need && q[-1] == ':' && q[-(long)need] == '\n') {
+			size_t k = 0;
+			const char *n0 = q - 1 - nlen;
+			while (k < nlen && lower_ascii((unsigned char)n0[k]) == lower_ascii((unsigned char)name[k]))
+				k++;
+			if (k == nlen)
+				return (long)(p - b);
+		}
+		p++;
+	}
+	return -1;
+}

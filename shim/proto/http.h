@@ -228,4 +228,13 @@ size_t http_url_redact_query(char *out, size_t cap, const char *url, size_t len)
 /* The same for a bare query string (url.query: the part after '?'). */
 size_t http_query_redact(char *out, size_t cap, const char *query, size_t len);
 
+/* ---- where a header's value is ------------------------------------------ */
+
+/* The offset in buf[0..len) of `val` standing as the value of header `name`:
+ * preceded by "\n" name ":" and optional SP/HTAB, the name in any case. -1
+ * when it is not there (or not whole in buf). Pure and copy-free: the HTTP
+ * tracer uses it to find, in the bytes of one write, a forwarded traceparent
+ * it is about to rewrite. */
+long http_header_value_at(const char *buf, size_t len, const char *name, size_t nlen, const char *val, size_t vlen);
+
 #endif

@@ -199,10 +199,16 @@ Test(process, status_keys_in_order)
 			      "export_errors", "dropped_sampled_out", "dropped_rejected", "dropped_spool_full",
 			      "export_attempts", "export_retries", "spooled_spans_total",
 			      "spool_replayed_spans", "spool_corrupt_files", "tail_kept_traces",
-			      "tail_dropped_traces", "tail_decided_early", "refused_hellos", "file_rotations", "queue_depth",
+			      "tail_dropped_traces", "tail_decided_early", "refused_hellos", "file_rotations",
+			      "connections_refused_uid", "connections_refused_limit", "connections_refused_resources",
+			      "child_channels", "queue_depth",
 			      "outbox_spans", "spooled_spans", "spool_files", "spool_bytes",
 			      "tail_pending_spans", "tail_pending_traces", "ring_connections", "tail_sampling", "last_error",
-			      "last_error_at"};
+			      "last_error_at", "metrics", "metrics_series", "metrics_overflow_points",
+			      "metrics_only_records", "metrics_graph_pending", "metrics_graph_paired",
+			      "metrics_graph_unpaired", "metrics_scrapes", "metrics_export_attempts",
+			      "metrics_export_retries", "metrics_export_errors", "metrics_exported_points",
+			      "metrics_dropped_points", "metrics_outbox_points"};
 	const char *p = text + strlen(want);
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
 		cr_assert_eq(strncmp(p, keys[i], strlen(keys[i])), 0, "expected %s at: %s", keys[i], p);
@@ -496,8 +502,16 @@ static int connect_as_nobody(const char *sock)
 		return 3;
 	size_t n = tb_named_spans_frame(frame, sizeof frame, "n", 1, 1, 0);
 	send(fd, frame, n, MSG_NOSIGNAL);
-	char c; /* the exporter hangs up: EOF, or ECONNRESET if our frame was unread */
-	ssize_t r = recv(fd, &c, 1, 0);
+	/* The exporter says why (a REFUSED frame, reason uid) and hangs up: EOF,
+	 * or ECONNRESET if our frame was unread. */
+	uint8_t msg[256];
+	ssize_t r = recv(fd, msg, sizeof msg, 0);
+	struct ts_frame_header h;
+	if (r > 0) {
+		if (!ts_frame_parse_header(msg, (size_t)r, &h) || h.type != TS_FRAME_REFUSED)
+			return 6;
+		r = recv(fd, msg, sizeof msg, 0);
+	}
 	return (r == 0 || (r < 0 && errno == ECONNRESET)) ? 0 : 4;
 }
 

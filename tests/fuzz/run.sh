@@ -10,7 +10,7 @@ set -u
 secs=${1:-10}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-targets="http_request http_response traceparent tracestate baggage"
+targets="http_request http_response traceparent tracestate baggage header_value"
 
 cc=${CLANG:-}
 if [ -z "$cc" ]; then
@@ -42,7 +42,8 @@ for t in $targets; do
 done
 built=0
 for p in $pids; do wait "$p" && built=$((built + 1)); done
-if [ "$built" -ne 5 ]; then
+ntargets=$(echo $targets | wc -w)
+if [ "$built" -ne "$ntargets" ]; then
 	cat "$out"/build_*.log
 	echo "run.sh: build failed"
 	exit 1

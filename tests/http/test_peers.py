@@ -19,14 +19,7 @@ ERROR = 2
 NODE_DIR = os.path.join(tstest.tsenv.SOURCE_DIR, "tests", ".cache", "node-interop")
 
 
-def by_kind(spans, kind, **attrs):
-    return [s for s in spans if s["kind"] == kind and all(s["attrs"].get(k) == v for k, v in attrs.items())]
-
-
-def one(test, spans, kind, **attrs):
-    got = by_kind(spans, kind, **attrs)
-    test.assertEqual(len(got), 1, "want one kind=%d span with %r:\n%s" % (kind, attrs, spanlib.describe(spans)))
-    return got[0]
+by_kind, one = tstest.by_kind, tstest.one
 
 
 class PythonServer(tstest.TestCase):
@@ -103,21 +96,7 @@ class PythonServer(tstest.TestCase):
         self.assertEqual(server["trace_state"], "")
 
 
-NGINX_CONF = """
-daemon off;
-master_process on;
-worker_processes 1;
-error_log {dir}/error.log warn;
-pid {dir}/nginx.pid;
-user root;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
+NGINX_SERVER = """
   sendfile on;
   server {{
     listen 127.0.0.1:{port};
@@ -127,26 +106,18 @@ http {{
       {proxy_extra}
     }}
   }}
-}}
 """
 
 
 class Nginx(tstest.TestCase):
     def start_nginx(self, env, upstream=9, proxy_extra=""):
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        if not os.path.exists(nginx):
-            self.fail("nginx is not installed (scripts/bootstrap.sh installs nginx-light)")
         d = self.make_tmpdir()
         os.makedirs(os.path.join(d, "www"))
         with open(os.path.join(d, "www", "index.html"), "wb") as f:
             f.write(tstest.INDEX_BODY * 20)  # big enough for sendfile to matter
         port = httpfixture.free_port()
-        with open(os.path.join(d, "nginx.conf"), "w") as f:
-            f.write(NGINX_CONF.format(dir=d, port=port, upstream=upstream, proxy_extra=proxy_extra))
-        proc = env.spawn([nginx, "-c", os.path.join(d, "nginx.conf"), "-e", os.path.join(d, "error.log")],
-                         via="preload", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.addCleanup(httpfixture.stop_process, proc)
-        httpfixture.wait_port(port, proc=proc)
+        servers = NGINX_SERVER.format(dir=d, port=port, upstream=upstream, proxy_extra=proxy_extra)
+        httpfixture.spawn_nginx(self, env, d, httpfixture.nginx_conf(d, servers), port)
         return port
 
     def test_nginx_serves_a_static_file(self):
@@ -196,19 +167,55 @@ class Nginx(tstest.TestCase):
         self.assertChildOf(spans, py, ngx_client)
         self.assertEqual(ngx_client["attrs"]["server.port"], upstream)
 
-    def test_nginx_reverse_proxy_default_config_joins_one_trace(self):
-        """By default nginx forwards the caller's traceparent itself: the shim
-        leaves that request untouched, and everything is still one trace."""
+    def test_nginx_reverse_proxy_default_config_nests(self):
+        """By default nginx forwards the caller's traceparent itself. The shim
+        recognises the forwarded copy (same trace id and parent id as nginx's
+        SERVER span received) and replaces its parent-id in place with nginx's
+        CLIENT span id: curl CLIENT > nginx SERVER > nginx CLIENT > python SERVER."""
         env = self.make_env()
         upstream = PythonServer.serve(self, env)
         port = self.start_nginx(env, upstream)
         self.assertOk(env.run(["curl", "-s", "-o", "/dev/null", "http://127.0.0.1:%d/proxy/" % port]))
         spans = env.wait_spans(4, where=lambda s: s["kind"] in (SERVER, CLIENT))
         curl = one(self, spans, CLIENT, **{"service.name": "unknown_service:curl"})
-        http_spans = [s for s in spans if s["kind"] in (SERVER, CLIENT)]
-        self.assertEqual({s["trace_id"] for s in http_spans}, {curl["trace_id"]})
+        ngx_server = one(self, spans, SERVER, **{"service.name": "unknown_service:nginx"})
+        ngx_client = one(self, spans, CLIENT, **{"service.name": "unknown_service:nginx"})
         py = one(self, spans, SERVER, **{"service.name": "unknown_service:python3.11"})
-        self.assertChildOf(spans, py, curl)
+        self.assertChildOf(spans, ngx_server, curl)
+        self.assertChildOf(spans, ngx_client, ngx_server)
+        self.assertChildOf(spans, py, ngx_client)
+
+    def test_forwarded_traceparent_rewritten_in_place_app_made_one_kept(self):
+        """What the upstream receives: exactly one traceparent, the caller's
+        trace id and flags with nginx's CLIENT span as parent, tracestate as
+        the caller sent it. A traceparent nginx did not receive (set in its
+        config: the application's own) goes out untouched."""
+        env = self.make_env()
+        with httpfixture.HttpServer(self.make_tmpdir()) as up:
+            port = self.start_nginx(env, up.port)
+            tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+            r = env.run(["curl", "-s", "-o", "/dev/null", "-H", "traceparent: " + tp, "-H", "tracestate: v=1,w=2",
+                         "http://127.0.0.1:%d/proxy/x" % port])
+            self.assertOk(r)
+            spans = env.wait_spans(2, where=lambda s: s["kind"] in (SERVER, CLIENT)
+                                   and s["attrs"].get("service.name") == "unknown_service:nginx")
+            ngx_server = one(self, spans, SERVER, **{"service.name": "unknown_service:nginx"})
+            ngx_client = one(self, spans, CLIENT, **{"service.name": "unknown_service:nginx"})
+            self.assertEqual(ngx_server["parent_span_id"], "b7ad6b7169203331")
+            self.assertChildOf(spans, ngx_client, ngx_server)
+            got = [r["headers"] for r in up.requests if r["path"] == "/x"]
+            self.assertEqual(len(got), 1)
+            self.assertEqual(got[0]["traceparent"],
+                             "00-0af7651916cd43dd8448eb211c80319c-%s-01" % ngx_client["span_id"])
+            self.assertEqual(got[0]["tracestate"], "v=1,w=2")
+        with httpfixture.HttpServer(self.make_tmpdir()) as up:
+            mine = "00-11111111111111111111111111111111-2222222222222222-01"
+            port = self.start_nginx(env, up.port, 'proxy_set_header traceparent "%s";' % mine)
+            self.assertOk(env.run(["curl", "-s", "-o", "/dev/null", "-H", "traceparent: " + tp,
+                                   "http://127.0.0.1:%d/proxy/y" % port]))
+            tstest.wait_until(lambda: [r for r in up.requests if r["path"] == "/y"], 10, "upstream request")
+            got = [r["headers"] for r in up.requests if r["path"] == "/y"]
+            self.assertEqual(got[0]["traceparent"], mine)
 
 
 class NodeSdk(tstest.TestCase):

@@ -208,7 +208,12 @@ class Security(tstest.TestCase):
         extra.connect(env.socket)  # succeeds: the backlog takes it
         try:
             extra.send(tsframes.frame(tsframes.HELLO, tsframes.hello_payload("extra")))
-            self.assertEqual(extra.recv(1), b"", "the exporter hangs up on the 4th connection")
+            got = extra.recv(64)
+            if got:  # told why first: a REFUSED frame (type 6), reason 2, the limit
+                self.assertEqual(got[tsframes.HEADER.size:], struct.pack("=I", 2))
+                self.assertEqual(tsframes.HEADER.unpack_from(got)[2], 6)
+                got = extra.recv(64)
+            self.assertEqual(got, b"", "the exporter hangs up on the 4th connection")
         except (BrokenPipeError, ConnectionResetError):
             pass  # it hung up before our HELLO went out
         extra.close()

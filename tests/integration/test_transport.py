@@ -302,6 +302,75 @@ class Transport(tstest.TestCase):
         self.assertEqual(before, after, "sockets leaked across spawns")
         env.wait_spans(6, where="GET")
 
+    def test_a_quiet_server_keeps_delivering_across_exporter_restarts(self):
+        # A traced `python3 -m http.server` answers one request every 2 s (far
+        # too few spans for a WAKE) while its exporter is stopped and started
+        # twice: the shim notices by itself (the exporter's heartbeat in the
+        # ring header is stale, then the socket shows the hang-up), connects to
+        # the new exporter and hands it what the old one had not read — so the
+        # request answered while no exporter ran arrives too. Each request's
+        # span must arrive before the next request is made. The first restart
+        # is a SIGTERM, the second a SIGKILL. (~16 s)
+        env = self.make_env()
+        www = self.make_tmpdir()
+        with open(os.path.join(www, "index.html"), "wb") as f:
+            f.write(b"quiet\n")
+        proc, port = httpfixture.spawn_http_server(www, env=env.environ("preload"))
+        self.addCleanup(httpfixture.stop_process, proc)
+        seen = set()
+
+        def request(tag, wait=True):
+            time.sleep(2)
+            r = env.run(["curl", "-s", "http://127.0.0.1:%d/?%s" % (port, tag)], via="plain")
+            self.assertOk(r)
+            self.assertEqual(r.stdout, b"quiet\n")
+            seen.add(tag)
+            if wait:
+                env.wait_for(lambda sp: tag in server_queries(sp), timeout=10,
+                             what="the SERVER span of ?%s (status %r)" % (tag, env.status()))
+
+        def server_queries(spans):
+            return {s["attributes"].get("url.query") for s in spans if s["kind"] == 2}
+
+        request("first-0")
+        request("first-1")
+        self.assertEqual(env.stop_exporter(), 0)
+        request("while-down", wait=False)  # into a ring nobody reads
+        env.start_exporter()
+        request("second-0")
+        request("second-1")
+        env.kill_exporter()  # the second time without a goodbye: SIGKILL
+        env.start_exporter()
+        request("third-0")
+        request("third-1")
+        got = env.wait_for(lambda sp: seen <= server_queries(sp), timeout=10, what="every SERVER span")
+        self.assertIsNone(proc.poll(), "the traced server kept running")
+        self.assertEqual(sorted(q for q in server_queries(got) if q), sorted(seen), "each exactly once")
+        self.assertEqual(len([s for s in got if s["kind"] == 2]), len(seen), "no span twice")
+        self.assertEqual(env.status_int("dropped_client"), 0, env.status())
+
+    def test_no_system_call_per_span(self):
+        # The liveness check reads the exporter's heartbeat against the coarse
+        # clock (vDSO); only a stale heartbeat costs a poll, at most one a
+        # second. curl fetching 300 URLs keep-alive (~900 spans) under strace:
+        # the shim's socket sees its HELLO and, on a loaded machine, a poll
+        # or two — never one per span. (~3 s)
+        env = self.make_env()
+        trace = os.path.join(self.make_tmpdir(), "strace.txt")
+        n = 300
+        r = env.run(["strace", "-f", "-o", trace, "-e", "trace=%network,%desc,poll,ppoll",
+                     "curl", "-s", "-o", "/dev/null"] + ["%s?i=%d" % (self.url, i) for i in range(n)],
+                    via="preload", timeout=120)
+        self.assertOk(r)
+        env.wait_spans(n, where="GET")
+        with open(trace) as f:
+            lines = f.read().splitlines()
+        hello = [ln for ln in lines if "SCM_RIGHTS" in ln and "sendmsg(" in ln]
+        self.assertEqual(len(hello), 1, "one HELLO with the ring")
+        fd = hello[0].split("sendmsg(", 1)[1].split(",", 1)[0]
+        own = [ln for ln in lines if "(%s," % fd in ln or "fd=%s," % fd in ln or "(%s)" % fd in ln]
+        self.assertLess(len(own), 1 + 5, "system calls on the shim's socket (fd %s):\n%s" % (fd, "\n".join(own)))
+
     def test_rings_that_break_the_rules(self):
         env = self.make_env()
         rec = tsframes.span_record(os.urandom(16), os.urandom(8), "ring-ok")

@@ -172,3 +172,32 @@ if __name__ == "__main__":  # manual use: python3 httpfixture.py DIR
     with HttpServer(sys.argv[1] if len(sys.argv) > 1 else ".") as srv:
         print(srv.url())
         threading.Event().wait()
+
+
+def nginx_conf(directory, servers, user="root", http_extra=""):
+    """An nginx.conf for a private instance kept in `directory` (pid, logs,
+    temp paths there; master + one worker, in the foreground), with the given
+    `server { ... }` blocks and extra http-level directives."""
+    temps = "".join("  %s_temp_path %s/%s;\n" % (t, directory, t) for t in
+                    ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return ("daemon off;\nmaster_process on;\nworker_processes 1;\n"
+            "error_log %s/error.log warn;\npid %s/nginx.pid;\nuser %s;\n"
+            "events { worker_connections 64; }\n"
+            "http {\n  access_log off;\n%s%s%s}\n") % (directory, directory, user, temps, http_extra, servers)
+
+
+def spawn_nginx(test, env, directory, conf, port):
+    """nginx -c <directory>/nginx.conf under the shim (preload), stopped at the
+    test's end; returns once `port` answers."""
+    import shutil
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(nginx):
+        test.fail("nginx is not installed (scripts/bootstrap.sh installs nginx-light)")
+    path = os.path.join(directory, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    proc = env.spawn([nginx, "-c", path, "-e", os.path.join(directory, "error.log")], via="preload",
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    test.addCleanup(stop_process, proc)
+    wait_port(port, proc=proc)
+    return proc

@@ -41,6 +41,20 @@ PROTO_FILES = (
 SCHEMA_DIRNAME = "otlp-proto-0.25.0"
 GENERATED = "opentelemetry/proto/collector/trace/v1/trace_service_pb2.py"
 
+# The metrics schema (tests/metrics): that trace package predates OTLP
+# metrics as they are now; @opentelemetry/otlp-grpc-exporter-base@0.38.0
+# ships opentelemetry-proto 0.19's metrics .proto files under build/protos/.
+METRICS_NPM_PACKAGE = "@opentelemetry/otlp-grpc-exporter-base@0.38.0"
+METRICS_NPM_TARBALL_SHA1 = "b0ce7db44ee36ef9ff1cb298bd6087139e12877f"
+METRICS_PROTO_FILES = (
+    "opentelemetry/proto/common/v1/common.proto",
+    "opentelemetry/proto/resource/v1/resource.proto",
+    "opentelemetry/proto/metrics/v1/metrics.proto",
+    "opentelemetry/proto/collector/metrics/v1/metrics_service.proto",
+)
+METRICS_SCHEMA_DIRNAME = "otlp-proto-metrics-0.38.0"
+METRICS_GENERATED = "opentelemetry/proto/collector/metrics/v1/metrics_service_pb2.py"
+
 
 class SchemaUnavailable(RuntimeError):
     pass
@@ -75,12 +89,12 @@ def _run(argv, cwd, what, timeout):
     return r.stdout.decode(errors="replace")
 
 
-def _fetch_and_compile(target):
+def _fetch_and_compile(target, package=NPM_PACKAGE, sha1=NPM_TARBALL_SHA1, proto_files=PROTO_FILES):
     npm = shutil.which("npm")
     if not npm:
         raise SchemaUnavailable(
             "npm is needed to fetch the official OTLP schema (%s) and is not installed; "
-            "scripts/bootstrap.sh installs it" % NPM_PACKAGE)
+            "scripts/bootstrap.sh installs it" % package)
     protoc = shutil.which("protoc", path="/usr/bin:" + os.environ.get("PATH", ""))
     if not protoc:
         raise SchemaUnavailable("protoc (Debian package protobuf-compiler) is needed to compile the OTLP schema")
@@ -89,16 +103,16 @@ def _fetch_and_compile(target):
     try:
         # --prefer-offline: a fresh clone on a machine that fetched it before
         # uses npm's own cache instead of the network.
-        _run([npm, "pack", "--prefer-offline", "--silent", NPM_PACKAGE], work,
-             "fetching %s with npm" % NPM_PACKAGE, timeout=90)
+        _run([npm, "pack", "--prefer-offline", "--silent", package], work,
+             "fetching %s with npm" % package, timeout=90)
         tarballs = [f for f in os.listdir(work) if f.endswith(".tgz")]
         if len(tarballs) != 1:
             raise SchemaUnavailable("npm pack left %r in %s" % (tarballs, work))
         tgz = os.path.join(work, tarballs[0])
         with open(tgz, "rb") as f:
             digest = hashlib.sha1(f.read()).hexdigest()
-        if digest != NPM_TARBALL_SHA1:
-            raise SchemaUnavailable("%s has sha1 %s, expected %s" % (tarballs[0], digest, NPM_TARBALL_SHA1))
+        if digest != sha1:
+            raise SchemaUnavailable("%s has sha1 %s, expected %s" % (tarballs[0], digest, sha1))
         protos = os.path.join(work, "protos")
         with tarfile.open(tgz) as tar:
             for m in tar.getmembers():
@@ -109,12 +123,12 @@ def _fetch_and_compile(target):
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
                 with tar.extractfile(m) as src, open(dest, "wb") as out:
                     out.write(src.read())
-        missing = [p for p in PROTO_FILES if not os.path.isfile(os.path.join(protos, p))]
+        missing = [p for p in proto_files if not os.path.isfile(os.path.join(protos, p))]
         if missing:
-            raise SchemaUnavailable("%s lacks %s" % (NPM_PACKAGE, missing))
+            raise SchemaUnavailable("%s lacks %s" % (package, missing))
         py = os.path.join(work, "py")
         os.makedirs(py)
-        _run([protoc, "-I", protos, "--python_out=" + py] + list(PROTO_FILES), work,
+        _run([protoc, "-I", protos, "--python_out=" + py] + list(proto_files), work,
              "compiling the OTLP schema with protoc", timeout=60)
         # Regular packages, so an unrelated `opentelemetry` package elsewhere
         # on sys.path cannot shadow these modules.
@@ -155,6 +169,36 @@ def ensure_schema(cache_dir=None):
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
     _modules = trace_service_pb2
     return _modules
+
+
+_metrics_module = None
+
+
+def ensure_metrics_schema(cache_dir=None):
+    """ensure_schema for the metrics schema: returns metrics_service_pb2.
+    Both schemas define the package opentelemetry.proto.common.v1, with
+    different contents: a process imports one of them, not both."""
+    global _metrics_module
+    if _metrics_module is not None:
+        return _metrics_module
+    cache_dir = cache_dir or default_cache_dir()
+    os.makedirs(cache_dir, exist_ok=True)
+    target = os.path.join(cache_dir, METRICS_SCHEMA_DIRNAME)
+    with _locked(os.path.join(cache_dir, ".otlp-proto.lock")):
+        if not os.path.isfile(os.path.join(target, "py", METRICS_GENERATED)):
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            _fetch_and_compile(target, METRICS_NPM_PACKAGE, METRICS_NPM_TARBALL_SHA1, METRICS_PROTO_FILES)
+    try:
+        import google.protobuf  # noqa: F401
+    except ImportError:
+        raise SchemaUnavailable("python3-protobuf is not importable by %s: use /usr/bin/python3" % sys.executable)
+    py = os.path.join(target, "py")
+    if py not in sys.path:
+        sys.path.insert(0, py)
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+    _metrics_module = metrics_service_pb2
+    return _metrics_module
 
 
 def schema_dir(cache_dir=None):

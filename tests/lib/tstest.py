@@ -31,6 +31,18 @@ PYTHON_GET = ("import sys, urllib.request\n"
               "sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=10).read())\n")
 
 
+def by_kind(spans, kind, **attrs):
+    """The spans of this kind whose attributes (resource included) have these values."""
+    return [s for s in spans if s["kind"] == kind and all(s["attrs"].get(k) == v for k, v in attrs.items())]
+
+
+def one(test, spans, kind, **attrs):
+    """The one span of this kind with these attributes (fails otherwise)."""
+    got = by_kind(spans, kind, **attrs)
+    test.assertEqual(len(got), 1, "want one kind=%d span with %r:\n%s" % (kind, attrs, spanlib.describe(spans)))
+    return got[0]
+
+
 def python_get(url):
     """argv that GETs url with Debian's python3 and writes the body to stdout."""
     return ["/usr/bin/python3", "-c", PYTHON_GET, url]

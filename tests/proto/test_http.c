@@ -826,3 +826,33 @@ Test(opaque, skips_only_what_needs_no_parsing)
 	cr_assert_eq(n, 1 << 20);
 	cr_assert_eq(http_feed_eof(&st), HTTP_EV_MESSAGE_DONE);
 }
+
+/* ---- http_header_value_at ---------------------------------------------- */
+
+static long value_at_guarded(const char *s, const char *val)
+{
+	struct guarded g;
+	guard_place(&g, s, strlen(s));
+	long r = http_header_value_at(g.p, strlen(s), "traceparent", 11, val, strlen(val));
+	guard_free(&g);
+	return r;
+}
+
+Test(value_at, finds_only_a_header_value_of_that_name)
+{
+	const char *tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+	char buf[400];
+	snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nHost: a\r\nTraceParent:  %s\r\n\r\n", tp);
+	cr_assert_eq(value_at_guarded(buf, tp), (long)(strstr(buf, tp) - buf));
+	/* the same value under another name, or in the request line, is not it */
+	snprintf(buf, sizeof buf, "GET /%s HTTP/1.1\r\nx-traceparent: %s\r\n\r\n", tp, tp);
+	cr_assert_eq(value_at_guarded(buf, tp), -1);
+	snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nx-old: %s\r\ntraceparent:%s\r\n", tp, tp);
+	cr_assert_eq(value_at_guarded(buf, tp), (long)(strrchr(buf, ':') + 1 - buf));
+	/* cut short before the value ends: not found, and nothing read past */
+	snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\ntraceparent: %s", tp);
+	buf[strlen(buf) - 1] = 0;
+	cr_assert_eq(value_at_guarded(buf, tp), -1);
+	cr_assert_eq(value_at_guarded(tp, tp), -1); /* no header line around it */
+	cr_assert_eq(http_header_value_at(NULL, 0, "traceparent", 11, tp, strlen(tp)), -1);
+}

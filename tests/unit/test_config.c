@@ -124,3 +124,97 @@ Test(config, transport_and_ring_size)
 		cr_assert_eq(c.ring_bytes, 512u << 10, "%s", bad[i]);
 	}
 }
+
+Test(config, globs)
+{
+#define M(p, s) ts_glob_match(p, strlen(p), s)
+	cr_assert(M("curl", "curl"));
+	cr_assert_not(M("curl", "curl2"));
+	cr_assert(M("python3*", "python3.11"));
+	cr_assert(M("*", ""));
+	cr_assert(M("py*on*", "python3"));
+	cr_assert_not(M("py*on*x", "python3"));
+	cr_assert(M("ngin?", "nginx"));
+	cr_assert(M("[a-c]url", "curl"));
+	cr_assert_not(M("[!a-c]url", "curl"));
+	cr_assert(M("[^x]url", "curl"));
+	cr_assert(M("[]]x", "]x"), "a ']' first in a class is a member");
+	cr_assert(M("a[b", "a[b"), "an unterminated class is a literal '['");
+	cr_assert(M("a\\*", "a*"));
+	cr_assert_not(M("a\\*", "ab"));
+	cr_assert(M("/usr/bin/*", "/usr/bin/x/y"), "'*' crosses '/'");
+	cr_assert(M("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaab"));
+	cr_assert_not(M("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaa"));
+#undef M
+}
+
+Test(config, include_exclude_rules)
+{
+	static const char *env[] = {"TRACESHIM_INCLUDE", " curl, python3* ,,/opt/app/bin/*", "TRACESHIM_EXCLUDE",
+				    "python3.9", NULL};
+	fake_env = env;
+	struct ts_config c;
+	ts_config_load(&c, fake_getenv);
+	cr_assert(ts_rules_present(&c));
+	cr_assert(ts_rules_select(&c, "curl", "curl", "/usr/bin/curl"));
+	cr_assert(ts_rules_select(&c, "python3.11", "python3", "/usr/bin/python3.11"));
+	cr_assert_not(ts_rules_select(&c, "python3.9", "python3", "/usr/bin/python3.9"), "exclude wins");
+	cr_assert_not(ts_rules_select(&c, "dash", "sh", "/usr/bin/dash"));
+	cr_assert(ts_rules_select(&c, "srv", "srv", "/opt/app/bin/srv"), "a rule with '/' is a path");
+	cr_assert_not(ts_rules_select(&c, "srv", "srv", "/opt/other/srv"));
+	cr_assert(ts_rules_select(&c, "dash", "curl", "/usr/bin/dash"), "argv[0]'s name counts too");
+
+	static const char *exc_only[] = {"TRACESHIM_EXCLUDE", "sh,dash,bash", NULL};
+	fake_env = exc_only;
+	ts_config_load(&c, fake_getenv);
+	cr_assert(ts_rules_select(&c, "curl", "curl", "/usr/bin/curl"));
+	cr_assert_not(ts_rules_select(&c, "dash", "sh", "/usr/bin/dash"));
+
+	static const char *none[] = {"TRACESHIM_INCLUDE", "", NULL};
+	fake_env = none;
+	ts_config_load(&c, fake_getenv);
+	cr_assert_not(ts_rules_present(&c), "empty counts as unset");
+	cr_assert(ts_rules_select(&c, "x", "x", "/x"));
+}
+
+Test(config, rules_too_long_trace_nothing)
+{
+	static char big[TS_RULES_MAX + 10];
+	memset(big, 'a', sizeof big - 1);
+	big[1] = ',';
+	static const char *env[] = {"TRACESHIM_EXCLUDE", big, NULL};
+	fake_env = env;
+	struct ts_config c;
+	ts_config_load(&c, fake_getenv);
+	cr_assert(c.rules_unreadable);
+	cr_assert_not(ts_rules_select(&c, "curl", "curl", "/usr/bin/curl"));
+	char rule[TS_RULE_MAX + 2];
+	memset(rule, 'b', sizeof rule - 1);
+	rule[sizeof rule - 1] = 0;
+	cr_assert_not(ts_rules_match(rule, rule, rule, rule), "a rule longer than TS_RULE_MAX never matches");
+}
+
+Test(config, preload_env_file)
+{
+	char buf[512];
+	const char *text = "# rules\n"
+			   "TRACESHIM_INCLUDE=nginx,curl\n"
+			   "  export TRACESHIM_SOCKET=\"/run/traceshim/exporter.sock\"  \n"
+			   "PATH=/evil\n"
+			   "OTEL_SERVICE_NAME='a b'\n"
+			   "OTEL_BAD-NAME=x\n"
+			   "novalue\n"
+			   "\n"
+			   "TRACESHIM_INCLUDE=nginx"; /* no final newline; the last one wins */
+	size_t n = strlen(text);
+	memcpy(buf, text, n);
+	size_t len = ts_envfile_prepare(buf, n);
+	cr_assert_str_eq(ts_envfile_lookup(buf, len, "TRACESHIM_INCLUDE"), "nginx");
+	cr_assert_str_eq(ts_envfile_lookup(buf, len, "TRACESHIM_SOCKET"), "/run/traceshim/exporter.sock");
+	cr_assert_str_eq(ts_envfile_lookup(buf, len, "OTEL_SERVICE_NAME"), "a b");
+	cr_assert_null(ts_envfile_lookup(buf, len, "PATH"), "only our variables");
+	cr_assert_null(ts_envfile_lookup(buf, len, "OTEL_BAD-NAME"));
+	cr_assert_null(ts_envfile_lookup(buf, len, "TRACESHIM"));
+	cr_assert_eq(ts_envfile_prepare(buf, 0), 0);
+	cr_assert_null(ts_envfile_lookup(buf, 0, "TRACESHIM_INCLUDE"));
+}

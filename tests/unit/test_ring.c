@@ -157,3 +157,64 @@ Test(ring, stops_at_the_output_capacity_and_resumes, .init = setup, .fini = tear
 	cr_assert_eq(count, 2);
 	cr_assert_eq(tail, head);
 }
+
+/* A reader that went away part-way through a wrapped ring: what it had not
+ * consumed moves, in order and whole, into a fresh ring a new reader takes
+ * from 0 (shim/transport.c, after an exporter restart). */
+Test(ring, unread_records_move_to_a_fresh_ring, .init = setup, .fini = teardown)
+{
+	enum { N = 400 };
+	static uint16_t lens[N];
+	srand(11);
+	for (unsigned i = 0; i < N; i++)
+		lens[i] = (uint16_t)(4 + rand() % 1500);
+	/* wrap the old ring a few times, reading everything, then leave records
+	 * 300.. unread across the end of the area */
+	uint64_t tail = 0;
+	uint32_t wseq = 0, rseq = 0;
+	while (wseq < 300) {
+		uint8_t r[TS_SPAN_RECORD_MAX];
+		record(r, lens[wseq], wseq);
+		uint64_t used;
+		if (!ts_ring_put(&w, r, lens[wseq], &used))
+			drain(&tail, &rseq, lens);
+		else
+			wseq++;
+	}
+	drain(&tail, &rseq, lens);
+	cr_assert_eq(rseq, 300);
+	unsigned left = 0;
+	for (; wseq < N; wseq++, left++) {
+		uint8_t r[TS_SPAN_RECORD_MAX];
+		record(r, lens[wseq], wseq);
+		uint64_t used;
+		if (!ts_ring_put(&w, r, lens[wseq], &used))
+			break;
+	}
+	cr_assert_gt(left, 20);
+	cr_assert_gt(atomic_load(&hdr.head), 2 * SIZE, "wrapped");
+	uint64_t old_head = atomic_load(&hdr.head);
+	/* the fresh ring; the test's reader (drain) reads hdr/data: swap them */
+	struct ts_ring_hdr *fresh_hdr = calloc(1, sizeof *fresh_hdr);
+	uint8_t *fresh = calloc(1, SIZE);
+	struct ts_ring nw = {.h = fresh_hdr, .data = fresh, .size = SIZE};
+	cr_assert_eq(ts_ring_move(&nw, &w), left);
+	cr_assert_eq(atomic_load(&hdr.head), old_head, "the old ring is left as it was");
+	cr_assert_eq(atomic_load(&fresh_hdr->spans), left);
+	memcpy(&hdr, fresh_hdr, sizeof hdr);
+	memcpy(data, fresh, SIZE);
+	tail = 0;
+	cr_assert_eq(drain(&tail, &rseq, lens), left);
+	cr_assert_eq(rseq, 300 + left);
+	/* all read: nothing moves; a reader's tail past head: nothing either */
+	struct ts_ring_hdr again_hdr = {0};
+	struct ts_ring again = {.h = &again_hdr, .data = calloc(1, SIZE), .size = SIZE};
+	atomic_store(&fresh_hdr->tail, nw.head);
+	cr_assert_eq(ts_ring_move(&again, &nw), 0);
+	atomic_store(&fresh_hdr->tail, nw.head + 1);
+	cr_assert_eq(ts_ring_move(&again, &nw), 0);
+	cr_assert_eq(atomic_load(&again_hdr.spans), 0);
+	free(again.data);
+	free(fresh_hdr);
+	free(fresh);
+}

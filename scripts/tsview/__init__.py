@@ -1,0 +1,1 @@
+"""The viewer behind `traceshim show` and `traceshim top` (scripts/traceshim-show)."""
