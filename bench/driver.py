@@ -352,8 +352,19 @@ INDEX = ("<!DOCTYPE html>\n<html><head><title>traceshim bench</title></head>\n<b
          + "</body></html>\n")
 
 
+def nginx_tls_conf(cert, key):
+    """The benchmark's nginx.conf with its one server on TLS: same page,
+    same keep-alive, sendfile off there anyway (nginx cannot sendfile into
+    a TLS session without kTLS), a self-signed certificate."""
+    listen = "listen 127.0.0.1:{port};"
+    assert listen in NGINX_CONF
+    return NGINX_CONF.replace(listen, "listen 127.0.0.1:{port} ssl;\n"
+                              f"        ssl_certificate {cert};\n"
+                              f"        ssl_certificate_key {key};")
+
+
 class Nginx:
-    def __init__(self, name, env):
+    def __init__(self, name, env, conf=NGINX_CONF):
         self.dir = os.path.join(A.work, name)
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
@@ -362,7 +373,7 @@ class Nginx:
             # open the exporter's 0600 socket nor pass its same-uid check: the
             # worker's spans would be lost. Keep it the exporter's uid.
             user = "user root;" if os.geteuid() == 0 else ""
-            f.write(NGINX_CONF.format(dir=self.dir, port=self.port, root=A.www, user=user))
+            f.write(conf.format(dir=self.dir, port=self.port, root=A.www, user=user))
         self.p = subprocess.Popen(pin(SERVER_CPU, [A.nginx, "-p", self.dir, "-c", os.path.join(self.dir, "nginx.conf")]),
                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
@@ -402,13 +413,13 @@ def parse_wrk(out):
     return r
 
 
-def wrk(port, path, seconds, conns):
+def wrk(port, path, seconds, conns, scheme="http"):
     out = run(pin(LOAD_CPU, [A.wrk, "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
-                             f"http://127.0.0.1:{port}{path}"]), timeout=seconds + 60)
+                             f"{scheme}://127.0.0.1:{port}{path}"]), timeout=seconds + 60)
     return parse_wrk(out)
 
 
-def server_rounds(name, servers, path, seconds, conns, exp, pids=None, cpu_of=proc_cpu_s):
+def server_rounds(name, servers, path, seconds, conns, exp, pids=None, cpu_of=proc_cpu_s, scheme="http"):
     """Alternates wrk rounds between the untraced and traced servers.
     Returns per-mode lists of wrk results, plus the span accounting of the
     traced rounds and the CPU each server process used per request."""
@@ -417,7 +428,7 @@ def server_rounds(name, servers, path, seconds, conns, exp, pids=None, cpu_of=pr
     spans = {"requests": 0, "received": 0, "exported": 0, "dropped_client": 0, "dropped_queue_full": 0,
              "all_traced_requests": 0}
     for traced in (False, True):  # warm-up, not recorded (its spans are counted below)
-        w = wrk(servers[traced].port, path, 1, conns)
+        w = wrk(servers[traced].port, path, 1, conns, scheme)
         if traced:
             spans["all_traced_requests"] += w["requests"]
     exp.settle()
@@ -426,7 +437,7 @@ def server_rounds(name, servers, path, seconds, conns, exp, pids=None, cpu_of=pr
             before = exp.settle() if traced else None
             pid = (pids or {}).get(traced)
             c0 = cpu_of(pid) if pid else None
-            r = wrk(servers[traced].port, path, seconds, conns)
+            r = wrk(servers[traced].port, path, seconds, conns, scheme)
             if pid:
                 cpu[traced].append((cpu_of(pid) - c0) * 1e6 / max(r["requests"], 1))
             res[traced].append(r)
@@ -555,6 +566,135 @@ def bench_python():
         exp.stop()
 
 
+class NodeServer:
+    """bench/nodeserver.js (node's http module, keep-alive, a 58-byte body)
+    pinned to the server core; node's own helper threads go with it."""
+
+    def __init__(self, name, env):
+        self.port = free_port()
+        self.errlog = open(os.path.join(A.work, f"{name}.log"), "w")
+        script = os.path.join(A.src, "bench", "nodeserver.js")
+        self.p = subprocess.Popen(pin(SERVER_CPU, [A.node, script, str(self.port)]), env=env,
+                                  stdout=self.errlog, stderr=self.errlog)
+        wait_port(self.port)
+        self.pid = self.p.pid  # taskset exec()s node: same pid
+
+    def stop(self):
+        self.p.terminate()
+        try:
+            self.p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.errlog.close()
+
+
+def bench_node():
+    """node's http server, as nginx: exporter on the server's core, on wrk's
+    core, absent (the shim alone), and (full runs) exporting OTLP/HTTP to
+    bench/sink_http instead of writing the file. docs/PERFORMANCE.md, "Why
+    node paid more", says what the rows mean."""
+    log(f"\n== 2d. node {A.node_version} http server (keep-alive, 58-byte body) under wrk -c{A.node_conns} "
+        f"{A.seconds}s x {rounds()} rounds per mode ==")
+    path = "/"
+    exp = Exporter("node", cpu=SERVER_CPU)
+    servers = {False: NodeServer("node-plain", plain_env()), True: NodeServer("node-traced", traced_env(exp.sock))}
+    others = []
+    pids = {t: servers[t].pid for t in servers}
+    e0 = proc_cpu_s(exp.pid)
+    try:
+        res, spans, cpu = server_rounds("node", servers, path, A.seconds, A.node_conns, exp, pids)
+        exp_cpu = proc_cpu_s(exp.pid) - e0
+        time.sleep(0.5)
+        out = report_server("node", res, spans, cpu, exp)
+        out["exporter_cpu_us_per_span"] = exp_cpu * 1e6 / max(spans["exported"], 1)
+        log(f"  exporter: {out['exporter_cpu_us_per_span']:.2f} us CPU per span (incl. idle time between rounds)")
+        RESULTS["node"] = out
+        if not A.quick:
+            run(["taskset", "-a", "-p", "-c", LOAD_CPU, str(exp.pid)])
+            log(f"  -- again with the exporter on core {LOAD_CPU} (wrk's):")
+            res2, spans2, cpu2 = server_rounds("node", servers, path, A.seconds, A.node_conns, exp, pids)
+            RESULTS["node_exporter_elsewhere"] = report_server("node (exporter on the other core)", res2, spans2, cpu2)
+            run(["taskset", "-a", "-p", "-c", SERVER_CPU, str(exp.pid)])
+        log("  -- again with a traced node whose exporter is absent (spans built, then dropped in the shim):")
+        lonely = NodeServer("node-traced-noexporter", traced_env(os.path.join(A.work, "absent.sock")))
+        others.append(lonely)
+        res3, spans3, cpu3 = server_rounds("node", {False: servers[False], True: lonely}, path, A.seconds,
+                                           A.node_conns, exp, {False: servers[False].pid, True: lonely.pid})
+        RESULTS["node_no_exporter"] = report_server("node (no exporter)", res3, spans3, cpu3)
+        if not A.quick:
+            sink, sport = start_sink_http()
+            try:
+                oexp = Exporter("node-otlp", sink="otlp", endpoint=f"http://127.0.0.1:{sport}", cpu=SERVER_CPU)
+                try:
+                    onode = NodeServer("node-traced-otlp", traced_env(oexp.sock))
+                    others.append(onode)
+                    log(f"  -- again with an exporter sending OTLP/HTTP to bench/sink_http (exporter on core "
+                        f"{SERVER_CPU}, the receiver on core {LOAD_CPU}):")
+                    o0, s0 = proc_cpu_s(oexp.pid), proc_cpu_s(sink.pid)
+                    res4, spans4, cpu4 = server_rounds("node", {False: servers[False], True: onode}, path,
+                                                       A.seconds, A.node_conns, oexp,
+                                                       {False: servers[False].pid, True: onode.pid})
+                    ocpu, scpu = proc_cpu_s(oexp.pid) - o0, proc_cpu_s(sink.pid) - s0
+                    r4 = report_server("node (OTLP exporter)", res4, spans4, cpu4)
+                    r4["exporter_cpu_us_per_span"] = ocpu * 1e6 / max(spans4["exported"], 1)
+                    r4["receiver_cpu_us_per_span"] = scpu * 1e6 / max(spans4["exported"], 1)
+                    log(f"  OTLP exporter: {r4['exporter_cpu_us_per_span']:.2f} us CPU per span; the receiver "
+                        f"(bench/sink_http, which only reads and discards): {r4['receiver_cpu_us_per_span']:.2f} us")
+                    RESULTS["node_otlp"] = r4
+                finally:
+                    oexp.stop()
+            finally:
+                sink.send_signal(signal.SIGTERM)
+                log(f"  sink_http: {sink.communicate(timeout=10)[0].strip()}")
+    finally:
+        for s in list(servers.values()) + others:
+            s.stop()
+        exp.stop()
+
+
+def make_cert(d):
+    """A self-signed P-256 certificate for 127.0.0.1, made now (nothing kept in the tree)."""
+    os.makedirs(d, exist_ok=True)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+    return cert, key
+
+
+def bench_https():
+    """nginx with `listen ssl` under wrk https://: what a traced TLS server
+    pays, every request a SERVER span made from the decrypted bytes (the TLS
+    hooks, libssl's SSL_read/SSL_write). Without them (before 3646e36) the
+    shim saw only the connection, and this row counted every span lost."""
+    log(f"\n== 2e. nginx HTTPS (listen ssl, TLS keep-alive, {len(INDEX)} B static file) under wrk -c{A.conns} "
+        f"{A.seconds}s x {rounds()} rounds per mode ==")
+    cert, key = make_cert(os.path.join(A.work, "tls"))
+    conf = nginx_tls_conf(cert, key)
+    exp = Exporter("https", cpu=SERVER_CPU)
+    servers = {False: Nginx("https-plain", plain_env(), conf), True: Nginx("https-traced", traced_env(exp.sock), conf)}
+    others = []
+    pids = {t: servers[t].worker for t in servers}
+    try:
+        res, spans, cpu = server_rounds("https", servers, "/index.html", A.seconds, A.conns, exp, pids,
+                                        scheme="https")
+        time.sleep(0.5)
+        RESULTS["https"] = report_server("nginx https", res, spans, cpu, exp)
+        if not A.quick:
+            log("  -- again with a traced nginx whose exporter is absent:")
+            lonely = Nginx("https-traced-noexporter", traced_env(os.path.join(A.work, "absent.sock")), conf)
+            others.append(lonely)
+            res2, spans2, cpu2 = server_rounds("https", {False: servers[False], True: lonely}, "/index.html",
+                                               A.seconds, A.conns, exp,
+                                               {False: servers[False].worker, True: lonely.worker}, scheme="https")
+            RESULTS["https_no_exporter"] = report_server("nginx https (no exporter)", res2, spans2, cpu2)
+    finally:
+        for s in list(servers.values()) + others:
+            s.stop()
+        exp.stop()
+
+
 def bench_client(exp, port):
     n = A.client_requests
     log(f"\n== 2c. traced HTTP client: {n} keep-alive GETs (C client, send/recv) to the untraced nginx ==")
@@ -632,21 +772,27 @@ def print_firehose(label, r):
         f"= {r['exported_per_cpu_s']:>9.0f} spans/s/core  RSS max {r['rss_max_kib'] / 1024:6.1f} MiB")
 
 
+def start_sink_http():
+    """bench/sink_http, the OTLP/HTTP receiver that discards, on the load
+    generator's core: (process, port). Stop it with SIGTERM; it prints its counts."""
+    portfile = os.path.join(A.work, "sink_http.port")
+    if os.path.exists(portfile):
+        os.unlink(portfile)
+    proc = subprocess.Popen(pin(LOAD_CPU, [os.path.join(A.bin, "sink_http"), portfile]),
+                            stdout=subprocess.PIPE, text=True)
+    end = time.time() + 5
+    while not (os.path.exists(portfile) and open(portfile).read().strip()) and time.time() < end:
+        time.sleep(0.05)
+    return proc, int(open(portfile).read())
+
+
 def bench_exporter():
     log(f"\n== 3. exporter throughput: span firehose ({A.fh_procs} processes, {A.fh_transport} transport; exporter pinned to core "
         f"{SERVER_CPU}, senders to core {LOAD_CPU}) ==")
     out = {}
     sink_proc = None
     try:
-        portfile = os.path.join(A.work, "sink_http.port")
-        if os.path.exists(portfile):
-            os.unlink(portfile)
-        sink_proc = subprocess.Popen(pin(LOAD_CPU, [os.path.join(A.bin, "sink_http"), portfile]),
-                                     stdout=subprocess.PIPE, text=True)
-        end = time.time() + 5
-        while not (os.path.exists(portfile) and open(portfile).read().strip()) and time.time() < end:
-            time.sleep(0.05)
-        sport = int(open(portfile).read())
+        sink_proc, sport = start_sink_http()
         for sink in ("file", "otlp"):
             log(f"  -- {sink} sink" + (f" (OTLP/HTTP protobuf to bench/sink_http on 127.0.0.1:{sport})"
                                        if sink == "otlp" else " (OTLP/JSON lines to a temp file)"))
@@ -846,8 +992,8 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the exporters' output files")
-    ap.add_argument("--only", default="calls,nginx,python,exporter,metrics,processes",
-                    help="comma-separated: calls,nginx,python,exporter,metrics,processes")
+    ap.add_argument("--only", default="calls,nginx,python,node,https,exporter,metrics,processes",
+                    help="comma-separated: calls,nginx,python,node,https,exporter,metrics,processes")
     ap.add_argument("--exporter-sched", default="normal", choices=["normal", "batch", "idle"],
                     help="scheduling policy of the exporters the benchmark starts")
     ap.add_argument("--exporter-cpu", default="server", choices=["server", "any"],
@@ -858,11 +1004,13 @@ def main():
     A.nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     A.wrk = shutil.which("wrk")
     A.python = sys.executable
+    A.node = shutil.which("node") or shutil.which("nodejs")
     q = A.quick
     A.rounds = 3 if q else 7
     A.seconds = 3 if q else 5
     A.py_seconds = 2 if q else 4
     A.conns = 32
+    A.node_conns = 16
     A.calls_iter = 300000 if q else 1000000
     A.client_requests = 5000 if q else 20000
     A.procs_n = 100 if q else 300
@@ -893,6 +1041,14 @@ def main():
         bench_nginx()  # also 2c (client) and 5 (memory), which use its untraced nginx
     if "python" in only:
         bench_python()
+    if "node" in only:
+        if A.node:
+            A.node_version = run([A.node, "--version"]).strip()
+            bench_node()
+        else:
+            log("\n== 2d. node: skipped, no node on PATH ==")
+    if "https" in only:
+        bench_https()
     if "exporter" in only:
         bench_exporter()
     if "metrics" in only:

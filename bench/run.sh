@@ -8,12 +8,14 @@
 # Results: <work dir>/results.json (the work dir is printed; default a new
 # directory under /tmp, or $TRACESHIM_BENCH_DIR).
 #
-#   --quick      fewer and shorter rounds (~2-3 min instead of ~10)
-#   --only LIST  comma-separated subset of calls,nginx,python,exporter,metrics,processes
+#   --quick      fewer and shorter rounds (~4 min instead of ~20)
+#   --only LIST  comma-separated subset of
+#                calls,nginx,python,node,https,exporter,metrics,processes
 #                (nginx also runs the client and memory benchmarks)
 #   --keep       keep the exporters' span files
 #
-# Needs: meson, ninja, cc, python3, nginx (nginx-light), wrk, taskset. Not part
+# Needs: meson, ninja, cc, python3, nginx (nginx-light), wrk, taskset, openssl;
+# node (nodejs) for the node row, skipped without it. Not part
 # of the test command: it takes minutes and wants a quiet machine.
 set -eu
 
@@ -21,12 +23,12 @@ src=$(cd "$(dirname -- "$0")/.." && pwd -P)
 build=${TRACESHIM_BENCH_BUILD:-$src/build-bench}
 
 missing=
-for tool in meson ninja cc python3 nginx wrk taskset; do
+for tool in meson ninja cc python3 nginx wrk taskset openssl; do
 	command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing="$missing $tool"
 done
 if [ -n "$missing" ]; then
 	echo "bench/run.sh: missing:$missing" >&2
-	echo "  on Debian: apt-get install -y meson ninja-build gcc python3 nginx-light wrk util-linux" >&2
+	echo "  on Debian: apt-get install -y meson ninja-build gcc python3 nginx-light wrk util-linux openssl nodejs" >&2
 	exit 1
 fi
 
