@@ -141,28 +141,49 @@ static void track_accepted(int fd, const struct sockaddr *addr, const socklen_t 
 	atomic_store_explicit(&e->kind, TS_FD_ACCEPTED, memory_order_release);
 }
 
-TS_EXPORT int accept(int fd, __SOCKADDR_ARG a, socklen_t *len)
+/* An application that asks for no address (libuv: node) gets none, but the
+ * kernel fills our own buffer: the peer without a getpeername per
+ * connection (bench: node row, docs/PERFORMANCE.md). */
+struct accept_addr {
+	struct sockaddr_storage own;
+	socklen_t own_len;
+	struct sockaddr *addr;
+	socklen_t *len;
+};
+
+static void accept_prepare(struct accept_addr *x, struct sockaddr *addr, socklen_t *len)
 {
-	struct sockaddr *addr = a.__sockaddr__;
-	int rc = real_accept()(fd, addr, len);
+	x->addr = addr;
+	x->len = len;
+	if (!addr && ts_tracing()) {
+		x->own_len = sizeof x->own;
+		x->addr = (struct sockaddr *)&x->own;
+		x->len = &x->own_len;
+	}
+}
+
+static int accepted(int rc, const struct accept_addr *x)
+{
 	if (rc >= 0 && ts_tracing()) {
 		int saved = errno;
-		track_accepted(rc, addr, len);
+		track_accepted(rc, x->addr, x->len);
 		errno = saved;
 	}
 	return rc;
 }
 
+TS_EXPORT int accept(int fd, __SOCKADDR_ARG a, socklen_t *len)
+{
+	struct accept_addr x;
+	accept_prepare(&x, a.__sockaddr__, len);
+	return accepted(real_accept()(fd, x.addr, x.len), &x);
+}
+
 TS_EXPORT int accept4(int fd, __SOCKADDR_ARG a, socklen_t *len, int flags)
 {
-	struct sockaddr *addr = a.__sockaddr__;
-	int rc = real_accept4()(fd, addr, len, flags);
-	if (rc >= 0 && ts_tracing()) {
-		int saved = errno;
-		track_accepted(rc, addr, len);
-		errno = saved;
-	}
-	return rc;
+	struct accept_addr x;
+	accept_prepare(&x, a.__sockaddr__, len);
+	return accepted(real_accept4()(fd, x.addr, x.len, flags), &x);
 }
 
 /* Before the fd number is given back to the kernel: once closed, another
