@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "proto/http.h"
+#include "proto/outbuf.h"
 
 enum ts_args_mode ts_parse_args_mode(const char *s)
 {
@@ -15,29 +16,9 @@ enum ts_args_mode ts_parse_args_mode(const char *s)
 	return TS_ARGS_REDACTED;
 }
 
-struct out {
-	char *p;
-	size_t cap, n; /* n: length the whole result needs */
-};
-
-static void put(struct out *o, const char *s, size_t k)
-{
-	if (k > 0 && o->cap > 0 && o->n < o->cap - 1) {
-		size_t room = o->cap - 1 - o->n;
-		memcpy(o->p + o->n, s, k < room ? k : room);
-	}
-	o->n += k;
-}
-
-static size_t finish(struct out *o)
-{
-	if (o->cap > 0)
-		o->p[o->n < o->cap - 1 ? o->n : o->cap - 1] = 0;
-	return o->n;
-}
 
 #define REDACTED "REDACTED"
-#define PUT_LIT(o, lit) put((o), (lit), sizeof(lit) - 1)
+#define PUT_LIT(o, lit) out_put((o), (lit), sizeof(lit) - 1)
 
 static bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 static bool is_alnum(char c) { return is_alpha(c) || (c >= '0' && c <= '9'); }
@@ -120,12 +101,12 @@ static size_t url_at(const char *u, size_t n)
 	return i;
 }
 
-static void redact_text(const char *a, size_t n, struct out *o, bool urls);
+static void redact_text(const char *a, size_t n, struct out_buf *o, bool urls);
 
 /* A URL: url.full's redaction (userinfo, signature parameters), then the
  * key=value rule over the result (?token=…). One too long to redact here
  * (an argument is at most TS_STR_MAX, so never in practice) is replaced whole. */
-static void put_url(struct out *o, const char *u, size_t n)
+static void put_url(struct out_buf *o, const char *u, size_t n)
 {
 	char tmp[4096];
 	size_t k = http_url_redact_query(tmp, sizeof tmp, u, n);
@@ -146,7 +127,7 @@ static size_t value_end(const char *a, size_t n, size_t i, bool space_ends, cons
 	return i;
 }
 
-static void redact_text(const char *a, size_t n, struct out *o, bool urls)
+static void redact_text(const char *a, size_t n, struct out_buf *o, bool urls)
 {
 	size_t i = 0;
 	while (i < n) {
@@ -164,16 +145,16 @@ static void redact_text(const char *a, size_t n, struct out *o, bool urls)
 			const char *key = a + i;
 			size_t klen = j - i;
 			if (j < n && a[j] == '=' && secret_key(key, klen)) {
-				put(o, a + i, klen + 1);
+				out_put(o, a + i, klen + 1);
 				PUT_LIT(o, REDACTED);
 				i = value_end(a, n, j + 1, true, "&;,");
 				continue;
 			}
 			if (j < n && a[j] == ':' && (j + 1 >= n || a[j + 1] != '/') && secret_header(key, klen)) {
-				put(o, a + i, klen + 1);
+				out_put(o, a + i, klen + 1);
 				size_t v = j + 1;
 				while (v < n && is_space(a[v]))
-					put(o, a + v++, 1);
+					out_put(o, a + v++, 1);
 				PUT_LIT(o, REDACTED);
 				i = value_end(a, n, v, false, NULL); /* a header value runs to the end */
 				continue;
@@ -183,17 +164,17 @@ static void redact_text(const char *a, size_t n, struct out *o, bool urls)
 				while (v < n && is_space(a[v]))
 					v++;
 				if (v < n && !is_quote(a[v])) {
-					put(o, a + i, v - i);
+					out_put(o, a + i, v - i);
 					PUT_LIT(o, REDACTED);
 					i = value_end(a, n, v, true, NULL);
 					continue;
 				}
 			}
-			put(o, a + i, klen); /* an ordinary word: copied as a whole */
+			out_put(o, a + i, klen); /* an ordinary word: copied as a whole */
 			i = j;
 			continue;
 		}
-		put(o, a + i, 1);
+		out_put(o, a + i, 1);
 		i++;
 	}
 }
@@ -212,7 +193,7 @@ void ts_argv_redact_init(struct ts_argv_redact *st, const char *argv0, size_t le
 
 size_t ts_argv_redact_next(struct ts_argv_redact *st, const char *arg, size_t len, char *out, size_t cap)
 {
-	struct out o = {out, cap, 0};
+	struct out_buf o = {out, cap, 0};
 	int was = st->next_secret;
 	st->next_secret = 0;
 	if (was == 1 || (was == 2 && memchr(arg, ':', len))) {
@@ -220,27 +201,27 @@ size_t ts_argv_redact_next(struct ts_argv_redact *st, const char *arg, size_t le
 			PUT_LIT(&o, REDACTED ":" REDACTED);
 		else
 			PUT_LIT(&o, REDACTED);
-		return finish(&o);
+		return out_finish(&o);
 	}
 	int flag = secret_flag(arg, len, st->password_p);
 	if (flag) {
 		st->next_secret = (uint8_t)flag;
-		put(&o, arg, len);
-		return finish(&o);
+		out_put(&o, arg, len);
+		return out_finish(&o);
 	}
 	const char *eq = memchr(arg, '=', len);
 	if (eq && secret_flag(arg, (size_t)(eq - arg), false) == 2) { /* --user=user:pw */
-		put(&o, arg, (size_t)(eq - arg) + 1);
+		out_put(&o, arg, (size_t)(eq - arg) + 1);
 		if (memchr(eq, ':', len - (size_t)(eq - arg)))
 			PUT_LIT(&o, REDACTED ":" REDACTED);
 		else
-			put(&o, eq + 1, len - (size_t)(eq - arg) - 1);
-		return finish(&o);
+			out_put(&o, eq + 1, len - (size_t)(eq - arg) - 1);
+		return out_finish(&o);
 	}
 	if (st->password_p && len > 2 && !memcmp(arg, "-p", 2)) { /* mysql -pSECRET */
 		PUT_LIT(&o, "-p" REDACTED);
-		return finish(&o);
+		return out_finish(&o);
 	}
 	redact_text(arg, len, &o, true);
-	return finish(&o);
+	return out_finish(&o);
 }

@@ -9,6 +9,7 @@
  * struct http_msg_state and the optional struct http_fields: values are
  * copied into fixed slots as they stream past, never buffered whole. */
 #include "proto/http.h"
+#include "proto/outbuf.h"
 
 #include <string.h>
 #ifdef __SSE2__
@@ -1580,26 +1581,6 @@ bool http_msg_keep_alive(const struct http_msg_state *st)
 
 /* ---- URL redaction ---------------------------------------------------- */
 
-struct out {
-	char *p;
-	size_t cap, n; /* n: length the full result needs */
-};
-
-static void put(struct out *o, const char *s, size_t k)
-{
-	if (k > 0 && o->cap > 0 && o->n < o->cap - 1) {
-		size_t room = o->cap - 1 - o->n;
-		memcpy(o->p + o->n, s, k < room ? k : room);
-	}
-	o->n += k;
-}
-
-static size_t finish(struct out *o)
-{
-	if (o->cap > 0)
-		o->p[o->n < o->cap - 1 ? o->n : o->cap - 1] = 0;
-	return o->n;
-}
 
 /* Query keys whose values the OTel semantic conventions redact. */
 static bool secret_key(const char *k, size_t n)
@@ -1612,19 +1593,19 @@ static bool secret_key(const char *k, size_t n)
 	return false;
 }
 
-static void put_param(struct out *o, const char *p, size_t n)
+static void put_param(struct out_buf *o, const char *p, size_t n)
 {
 	const char *eq = n ? memchr(p, '=', n) : NULL;
 
 	if (eq && secret_key(p, (size_t)(eq - p))) {
-		put(o, p, (size_t)(eq - p) + 1);
-		put(o, "REDACTED", 8);
+		out_put(o, p, (size_t)(eq - p) + 1);
+		out_put(o, "REDACTED", 8);
 	} else {
-		put(o, p, n);
+		out_put(o, p, n);
 	}
 }
 
-static void put_query(struct out *o, const char *q, size_t n)
+static void put_query(struct out_buf *o, const char *q, size_t n)
 {
 	for (;;) {
 		const char *amp = n ? memchr(q, '&', n) : NULL;
@@ -1632,7 +1613,7 @@ static void put_query(struct out *o, const char *q, size_t n)
 		put_param(o, q, k);
 		if (!amp)
 			return;
-		put(o, "&", 1);
+		out_put(o, "&", 1);
 		q += k + 1;
 		n -= k + 1;
 	}
@@ -1640,9 +1621,9 @@ static void put_query(struct out *o, const char *q, size_t n)
 
 size_t http_query_redact(char *out, size_t cap, const char *query, size_t len)
 {
-	struct out o = {out, cap, 0};
+	struct out_buf o = {out, cap, 0};
 	put_query(&o, query ? query : "", len);
-	return finish(&o);
+	return out_finish(&o);
 }
 
 /* Length of "scheme://" at the start of u, or 0 (origin-form, authority-form). */
@@ -1670,42 +1651,42 @@ static size_t span_until(const char *u, size_t n, size_t i, const char *stops)
 }
 
 /* Copy the authority starting at i, userinfo replaced; returns its end. */
-static size_t put_authority(struct out *o, const char *u, size_t n, size_t i)
+static size_t put_authority(struct out_buf *o, const char *u, size_t n, size_t i)
 {
 	size_t end = span_until(u, n, i, "/?#"), at = end;
 
 	while (at > i && u[at - 1] != '@')
 		at--;
 	if (at > i) { /* userinfo is everything before the last '@' */
-		put(o, "REDACTED:REDACTED@", 18);
+		out_put(o, "REDACTED:REDACTED@", 18);
 		i = at;
 	}
-	put(o, u + i, end - i);
+	out_put(o, u + i, end - i);
 	return end;
 }
 
 size_t http_url_redact_query(char *out, size_t cap, const char *url, size_t len)
 {
-	struct out o = {out, cap, 0};
+	struct out_buf o = {out, cap, 0};
 	size_t i, q;
 
 	if (!url)
 		url = ""; /* (NULL, 0): no arithmetic on a null pointer */
 	i = scheme_len(url, len);
 
-	put(&o, url, i);
+	out_put(&o, url, i);
 	if (i)
 		i = put_authority(&o, url, len, i);
 	q = span_until(url, len, i, "?#");
-	put(&o, url + i, q - i);
+	out_put(&o, url + i, q - i);
 	if (q < len && url[q] == '?') {
 		size_t h = span_until(url, len, q + 1, "#");
-		put(&o, "?", 1);
+		out_put(&o, "?", 1);
 		put_query(&o, url + q + 1, h - q - 1);
 		q = h;
 	}
-	put(&o, url + q, len - q);
-	return finish(&o);
+	out_put(&o, url + q, len - q);
+	return out_finish(&o);
 }
 
 /* ---- where a header's value is ------------------------------------------- */
