@@ -222,24 +222,39 @@ int exp_endpoint_join(const char *base, char *out, size_t cap)
 	return exp_endpoint_join_path(base, "/v1/traces", out, cap);
 }
 
+/* The next item of a comma list, blanks around it trimmed (NULL at the end;
+ * *len 0 for an empty item such as ",,"). Advances *p past it. */
+static const char *list_next(const char **p, size_t *len)
+{
+	const char *s = *p;
+	while (*s == ' ' || *s == '\t' || *s == ',')
+		s++;
+	if (!*s) {
+		*p = s;
+		return NULL;
+	}
+	size_t n = strcspn(s, ",");
+	size_t m = n;
+	while (m && (s[m - 1] == ' ' || s[m - 1] == '\t'))
+		m--;
+	*p = s + n;
+	*len = m;
+	return s;
+}
+
 unsigned exp_parse_metrics_exporters(const char *list, unsigned *unknown)
 {
 	unsigned mask = 0;
 	*unknown = 0;
-	for (const char *p = list ? list : ""; *p;) {
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		size_t n = strcspn(p, ",");
-		size_t m = n;
-		while (m && (p[m - 1] == ' ' || p[m - 1] == '\t'))
-			m--;
-		if (m == 10 && !strncmp(p, "prometheus", 10))
+	const char *p = list ? list : "", *it;
+	size_t m;
+	while ((it = list_next(&p, &m)) != NULL) {
+		if (m == 10 && !strncmp(it, "prometheus", 10))
 			mask |= EXP_METRICS_PROMETHEUS;
-		else if (m == 4 && !strncmp(p, "otlp", 4))
+		else if (m == 4 && !strncmp(it, "otlp", 4))
 			mask |= EXP_METRICS_OTLP;
-		else if (m && !(m == 4 && !strncmp(p, "none", 4)))
+		else if (m && !(m == 4 && !strncmp(it, "none", 4)))
 			(*unknown)++;
-		p += n;
 	}
 	return mask;
 }
@@ -280,20 +295,15 @@ int exp_parse_dims(const char *s, char out[][129], size_t cap, size_t *n)
 {
 	int bad = 0;
 	*n = 0;
-	for (const char *p = s ? s : ""; *p;) {
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		size_t len = strcspn(p, ",");
-		size_t m = len;
-		while (m && (p[m - 1] == ' ' || p[m - 1] == '\t'))
-			m--;
-		if (m > 128 || (m && *n >= cap) || (m && !dim_allowed(p, m, out, *n))) {
+	const char *p = s ? s : "", *it;
+	size_t m;
+	while ((it = list_next(&p, &m)) != NULL) {
+		if (m > 128 || (m && *n >= cap) || (m && !dim_allowed(it, m, out, *n))) {
 			bad++;
 		} else if (m) {
-			memcpy(out[*n], p, m);
+			memcpy(out[*n], it, m);
 			out[(*n)++][m] = '\0';
 		}
-		p += len;
 	}
 	return bad;
 }
@@ -316,20 +326,15 @@ unsigned exp_parse_exporters(const char *list, bool have_endpoint, bool have_fil
 {
 	unsigned mask = 0, recognised = 0;
 	*unknown = 0;
-	for (const char *p = list ? list : ""; *p;) {
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		size_t n = strcspn(p, ",");
-		size_t m = n;
-		while (m && (p[m - 1] == ' ' || p[m - 1] == '\t'))
-			m--;
+	const char *p = list ? list : "", *it;
+	size_t m;
+	while ((it = list_next(&p, &m)) != NULL) {
 		bool known;
 		if (m) {
-			mask |= exporter_bit(p, m, &known);
+			mask |= exporter_bit(it, m, &known);
 			recognised += known;
 			*unknown += !known;
 		}
-		p += n;
 	}
 	if (recognised)
 		return mask;
