@@ -454,7 +454,7 @@ void ts_process_split(uint64_t now)
 	uint64_t due = atomic_load(&ts_segment_deadline_ns);
 	if (now < due || !atomic_compare_exchange_strong(&ts_segment_deadline_ns, &due, UINT64_MAX))
 		return;
-	if (ts_signal_path || ts_foreign_child() || pthread_mutex_trylock(&proc_mu) != 0) {
+	if (ts_foreign_child() || pthread_mutex_trylock(&proc_mu) != 0) {
 		atomic_store(&ts_segment_deadline_ns, due); /* not now; the next span tries again */
 		return;
 	}

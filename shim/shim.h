@@ -233,10 +233,6 @@ size_t ts_span_record(struct ts_span *s, uint8_t *out, size_t cap);
 /* ---- transport ------------------------------------------------------- */
 
 void ts_transport_init(void);
-/* When set, the transport only tries its locks (a signal handler's rules).
- * Nothing sets it since the shim installs no signal handlers (docs/
- * ARCHITECTURE.md §9); the paths it selects stay for the transport's sake. */
-extern __thread int ts_signal_path TS_TLS;
 /* Set while this thread ends spans it flushes synchronously right after
  * (exit, exec): submitting them must not start the sender thread. */
 extern __thread int ts_sync_flush TS_TLS;
@@ -249,8 +245,6 @@ uint8_t *ts_transport_reserve(size_t len);
 void ts_transport_commit(size_t len);
 /* Sends everything queued, waiting at most budget_ms for a busy exporter. */
 void ts_transport_flush(uint32_t budget_ms);
-/* Same, for a signal handler: no lock it cannot try. */
-void ts_transport_flush_from_signal(void);
 bool ts_transport_owns_fd(int fd);
 /* The fd of the connection to the exporter, or -1. */
 int ts_transport_conn_fd(void);

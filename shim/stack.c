@@ -377,7 +377,7 @@ static bool rate_ok(uint64_t now)
 
 void ts_span_stack(struct ts_span *s)
 {
-	if (ts_cfg.stacktraces == TS_STACK_OFF || !s->recording || ts_signal_path)
+	if (ts_cfg.stacktraces == TS_STACK_OFF || !s->recording)
 		return;
 	/* room in the span: key, type, str16 length, and some attributes after */
 	size_t room = sizeof s->attrs - s->attr_len;

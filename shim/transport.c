@@ -15,7 +15,7 @@
  *            waits for a busy exporter, never by an application call.
  *   conn_mu  the connection fd: held around one non-blocking send/connect, and
  *            by the close() hook when the application closes our fd.
- * Application threads only ever take ring_mu. A signal handler uses trylock. */
+ * Application threads only ever take ring_mu. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -91,7 +91,6 @@ static uid_t conn_euid = (uid_t)-1; /* who we were when we connected */
 static _Atomic uint32_t refusals; /* times the exporter refused us (or its socket was not ours) */
 static _Atomic bool refusal_logged;
 _Atomic uint64_t ts_dropped_spans;
-__thread int ts_signal_path TS_TLS;
 __thread int ts_sync_flush TS_TLS;
 
 static uint64_t mono_ns(void)
@@ -367,7 +366,7 @@ static int conn_connect(void)
 	uint64_t now = mono_ns();
 	if (last_connect_try && now - last_connect_try < RECONNECT_MS * 1000000ull)
 		return -1;
-	if (now < refused_until && !ts_signal_path)
+	if (now < refused_until)
 		return -1;
 	last_connect_try = now;
 	if (!ts_cfg.socket_path[0])
@@ -407,8 +406,7 @@ static bool conn_hung_up(void)
 /* Caller holds ring_mu. Connects again, handing what is unread over. */
 static void ring_reconnect(void)
 {
-	if ((ts_signal_path ? pthread_mutex_trylock(&conn_mu) : pthread_mutex_lock(&conn_mu)) != 0)
-		return;
+	pthread_mutex_lock(&conn_mu);
 	conn_open(true);
 	pthread_mutex_unlock(&conn_mu);
 }
@@ -500,7 +498,7 @@ static uint8_t *ring_reserve(size_t len)
 	if (TS_UNLIKELY(atomic_load_explicit(&dropped_unreported, memory_order_relaxed)))
 		atomic_fetch_add(&ring.h->dropped, atomic_exchange(&dropped_unreported, 0));
 	uint8_t *dst = ts_ring_reserve(&ring, len);
-	if (!dst && ts_sync_flush && !ts_signal_path)
+	if (!dst && ts_sync_flush)
 		dst = ring_reserve_patiently(len);
 	return dst;
 }
@@ -544,8 +542,7 @@ static void slot_commit(size_t len)
 	if (slot_wake)
 		pthread_cond_signal(&ring_cv);
 	pthread_mutex_unlock(&ring_mu);
-	if (TS_UNLIKELY(!atomic_load_explicit(&sender_started, memory_order_relaxed)) && !ts_sync_flush &&
-	    !ts_signal_path)
+	if (TS_UNLIKELY(!atomic_load_explicit(&sender_started, memory_order_relaxed)) && !ts_sync_flush)
 		start_sender();
 }
 
@@ -553,10 +550,7 @@ static void slot_commit(size_t len)
  * May switch the process to socket mode for good (no memfd). */
 static void ring_attach(void)
 {
-	if ((ts_signal_path ? pthread_mutex_trylock(&conn_mu) : pthread_mutex_lock(&conn_mu)) != 0)
-		return;
-	if (ts_signal_path)
-		last_connect_try = 0; /* the process is dying: one more try */
+	pthread_mutex_lock(&conn_mu);
 	conn_open(true);
 	pthread_mutex_unlock(&conn_mu);
 }
@@ -572,22 +566,14 @@ uint8_t *ts_transport_reserve(size_t len)
 	ts_in_shim++;
 	int saved = errno; /* WAKE, a reconnect, a liveness poll: system calls */
 	uint8_t *dst = NULL;
-	if (TS_UNLIKELY(ts_signal_path)) {
-		if (pthread_mutex_trylock(&ring_mu) != 0) {
-			drop(1);
-			goto out;
-		}
-	} else {
-		pthread_mutex_lock(&ring_mu);
-	}
+	pthread_mutex_lock(&ring_mu);
 	if (!socket_mode && !ring.h)
 		ring_attach();
 	if (socket_mode) {
 		dst = slot_reserve(len);
 	} else if (ring.h) {
 		uint64_t now = coarse_ns();
-		/* not from a signal handler: the check takes conn_mu */
-		if (TS_UNLIKELY(ring_orphan || reader_quiet(now)) && !ts_signal_path)
+		if (TS_UNLIKELY(ring_orphan || reader_quiet(now)))
 			ring_check_reader(now, false);
 		dst = ring.h ? ring_reserve(len) : NULL;
 	}
@@ -595,7 +581,6 @@ uint8_t *ts_transport_reserve(size_t len)
 		pthread_mutex_unlock(&ring_mu);
 		drop(1); /* no room, or no exporter to take it */
 	}
-out:
 	errno = saved;
 	if (!dst)
 		ts_in_shim--;
@@ -759,9 +744,7 @@ static void ring_before_exit(void)
 	if (!ring.h)
 		return;
 	uint64_t now = coarse_ns();
-	if (ts_signal_path) {
-		/* a fatal signal: no lock we cannot try, so no liveness check */
-	} else if (ring_orphan || (ring.head != atomic_load(&ring.h->tail) && reader_quiet(now))) {
+	if (ring_orphan || (ring.head != atomic_load(&ring.h->tail) && reader_quiet(now))) {
 		last_connect_try = 0;
 		ring_check_reader(now, true);
 	} else if (!atomic_load_explicit(&ring.h->reader_ns, memory_order_relaxed) &&
@@ -803,32 +786,6 @@ void ts_transport_flush(uint32_t budget_ms)
 	if (pthread_mutex_timedlock(&send_mu, &ts) == 0) {
 		last_connect_try = 0; /* at exit, always try once more */
 		send_sealed(deadline);
-		pthread_mutex_unlock(&send_mu);
-	}
-	errno = saved;
-	ts_in_shim--;
-}
-
-void ts_transport_flush_from_signal(void)
-{
-	ts_in_shim++;
-	int saved = errno;
-	if (!socket_mode) {
-		if (pthread_mutex_trylock(&ring_mu) == 0) {
-			ring_before_exit();
-			pthread_mutex_unlock(&ring_mu);
-		}
-		errno = saved;
-		ts_in_shim--;
-		return;
-	}
-	if (pthread_mutex_trylock(&ring_mu) == 0) {
-		seal_open();
-		pthread_mutex_unlock(&ring_mu);
-	}
-	if (pthread_mutex_trylock(&send_mu) == 0) {
-		last_connect_try = 0;
-		send_sealed(mono_ns() + 100 * 1000000ull);
 		pthread_mutex_unlock(&send_mu);
 	}
 	errno = saved;
